@@ -1,0 +1,323 @@
+"""Hugging Face Daily Papers: the JSON API and the page's hydration JSON, parsed into ``Listing``.
+
+Two paths to one day's listing:
+
+* API: ``GET /api/daily_papers?date=YYYY-MM-DD`` answers a bare JSON array of items.
+* Page: ``GET /papers/date/YYYY-MM-DD`` (older: ``/papers?date=``) embeds the same items in the
+  ``data-props`` JSON of the ``div`` with ``data-target="DailyPapers"``.
+
+Every schema era seen in the wild is accepted (2024-03 thin items, 2024 page props, 2025-2026 items with
+``ai_summary``/``ai_keywords``/``githubRepo``/``organization``); optional fields are simply absent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import Counter
+from collections.abc import Iterator
+from datetime import date, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from bs4 import BeautifulSoup
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from digest.config import Settings
+from digest.models import Listing, Paper, normalise_arxiv_id
+from digest.sources.errors import FetchError, ListingFormatError
+
+log = logging.getLogger(__name__)
+
+HYDRATION_TARGET = "DailyPapers"
+_WHITESPACE = re.compile(r"\s+")
+_FILE_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})")
+
+
+# --------------------------------------------------------------------------------------------- parsing
+
+
+def collapse(text: str) -> str:
+    """Collapse runs of whitespace (2024 abstracts carry arXiv's hard line breaks)."""
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def _parse_datetime(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _required_text(obj: dict[str, Any], key: str, where: str) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise ListingFormatError(f"{where}: missing or empty '{key}'")
+    return value
+
+
+def _optional_url(value: Any) -> str | None:
+    if isinstance(value, str) and value.startswith(("https://", "http://")):
+        return value.strip()
+    return None
+
+
+def parse_item(item: Any, where: str, fallback_date: date | None) -> Paper:
+    """One listing item (``{"paper": {...}, "numComments": ..., ...}``) -> ``Paper``."""
+    if not isinstance(item, dict):
+        raise ListingFormatError(f"{where}: expected an object, got {type(item).__name__}")
+    paper = item.get("paper")
+    if not isinstance(paper, dict):
+        raise ListingFormatError(f"{where}: missing 'paper' object")
+    arxiv_id = normalise_arxiv_id(_required_text(paper, "id", where))
+    where = f"{where} (paper {arxiv_id})"
+    title = collapse(_required_text(paper, "title", where))
+    abstract = collapse(_required_text(paper, "summary", where))
+
+    authors_raw = paper.get("authors", [])
+    if not isinstance(authors_raw, list):
+        raise ListingFormatError(f"{where}: 'authors' is not a list")
+    authors = tuple(
+        collapse(a["name"]) for a in authors_raw if isinstance(a, dict) and isinstance(a.get("name"), str)
+    )
+
+    # The listing date is when the paper was put on the daily list, not when arXiv published it.
+    listed = _parse_datetime(paper.get("submittedOnDailyAt")) or _parse_datetime(item.get("publishedAt"))
+    listing_date = listed.date() if listed else fallback_date
+    if listing_date is None:
+        raise ListingFormatError(f"{where}: no listing date (submittedOnDailyAt or publishedAt)")
+
+    keywords = paper.get("ai_keywords")
+    org = paper.get("organization") or item.get("organization")
+    organization = None
+    if isinstance(org, dict):
+        organization = org.get("fullname") or org.get("name")
+    ai_summary = paper.get("ai_summary")
+
+    return Paper(
+        arxiv_id=arxiv_id,
+        title=title,
+        abstract=abstract,
+        authors=authors,
+        listing_date=listing_date,
+        published_at=_parse_datetime(paper.get("publishedAt")),
+        upvotes=int(paper.get("upvotes") or 0),
+        num_comments=int(item.get("numComments") or 0),
+        ai_summary=collapse(ai_summary) if isinstance(ai_summary, str) and ai_summary.strip() else None,
+        ai_keywords=tuple(k for k in keywords if isinstance(k, str)) if isinstance(keywords, list) else (),
+        github_url=_optional_url(paper.get("githubRepo")),
+        project_url=_optional_url(paper.get("projectPage")),
+        thumbnail_url=_optional_url(item.get("thumbnail")) or _optional_url(item.get("mediaUrl")),
+        organization=organization if isinstance(organization, str) else None,
+    )
+
+
+def _listing_from_items(items: Any, source: str, requested: date | None) -> Listing:
+    if not isinstance(items, list):
+        raise ListingFormatError(
+            f"{source}: expected a JSON array of listing items, got {type(items).__name__}"
+        )
+    papers: dict[str, Paper] = {}
+    for i, item in enumerate(items):
+        p = parse_item(item, f"{source}: item {i}", requested)
+        papers.setdefault(p.arxiv_id, p)  # a listing names a paper once; keep the first if repeated
+    if requested is not None:
+        day = requested
+    elif papers:
+        day = Counter(p.listing_date for p in papers.values()).most_common(1)[0][0]
+    else:
+        raise ListingFormatError(f"{source}: empty listing and no date given to say which day it is")
+    return Listing(listing_date=day, papers=tuple(papers.values()), source=source)
+
+
+def parse_api(payload: str | bytes, source: str, requested: date | None = None) -> Listing:
+    """The body of ``/api/daily_papers?date=D``: a bare JSON array."""
+    try:
+        items = json.loads(payload)
+    except json.JSONDecodeError as e:
+        raise ListingFormatError(f"{source}: not JSON ({e})") from e
+    return _listing_from_items(items, source, requested)
+
+
+def parse_page(html: str | bytes, source: str, requested: date | None = None) -> Listing:
+    """The HTML of ``/papers/date/D``: the items sit in the hydration div's ``data-props`` JSON."""
+    soup = BeautifulSoup(html, "html.parser")
+    div = soup.find(attrs={"data-target": HYDRATION_TARGET})
+    if div is None:
+        raise ListingFormatError(f"{source}: no element with data-target=\"{HYDRATION_TARGET}\"")
+    raw = div.get("data-props")
+    if not isinstance(raw, str):
+        raise ListingFormatError(f"{source}: the {HYDRATION_TARGET} element has no data-props")
+    try:
+        props = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ListingFormatError(f"{source}: data-props is not JSON ({e})") from e
+    if not isinstance(props, dict) or "dailyPapers" not in props:
+        raise ListingFormatError(f"{source}: data-props has no 'dailyPapers'")
+    if requested is None:
+        # 2024 pages carry "date", 2025-2026 pages "dateString".
+        stamp = _parse_datetime(props.get("date")) or _parse_datetime(props.get("dateString"))
+        requested = stamp.date() if stamp else None
+    return _listing_from_items(props["dailyPapers"], source, requested)
+
+
+def load_listing_file(path: str | Path, day: date | None = None) -> Listing:
+    """A saved listing (API JSON or page HTML), told apart by content. The day comes from ``day``,
+    else from the listing itself, else from a ``YYYY-MM-DD`` in the file name."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ListingFormatError(f"{path}: cannot read ({e.strerror})") from e
+    if day is None and (m := _FILE_DATE.search(path.name)):
+        try:
+            day = date.fromisoformat(m.group(1))
+        except ValueError:
+            day = None
+    head = data.lstrip()[:1]
+    if head in (b"[", b"{"):
+        listing = parse_api(data, str(path), None)
+    elif head == b"<":
+        listing = parse_page(data, str(path), None)
+    else:
+        raise ListingFormatError(f"{path}: neither a JSON listing nor an HTML page")
+    if day is not None and listing.listing_date != day and not listing.papers:
+        listing = Listing(listing_date=day, papers=(), source=listing.source)
+    return listing
+
+
+# --------------------------------------------------------------------------------------------- fetching
+
+
+class RetryableHTTPError(FetchError):
+    """429, 5xx: worth another try, after ``retry_after`` seconds when the server said so."""
+
+    def __init__(self, url: str, status: int, retry_after: float | None) -> None:
+        super().__init__(f"{url}: HTTP {status}")
+        self.status = status
+        self.retry_after = retry_after
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(when.tzinfo)).total_seconds())
+
+
+def _wait_strategy(settings: Settings):  # type: ignore[no-untyped-def]
+    backoff = wait_exponential_jitter(
+        multiplier=settings.http_backoff_initial, max=settings.http_backoff_max, jitter=settings.http_backoff_initial
+    )
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RetryableHTTPError) and exc.retry_after is not None:
+            return exc.retry_after  # the server said how long: honour it exactly
+        return backoff(state)
+
+    return wait
+
+
+def make_client(settings: Settings) -> httpx.Client:
+    timeout = httpx.Timeout(settings.http_read_timeout, connect=settings.http_connect_timeout)
+    return httpx.Client(
+        base_url=settings.hf_base_url,
+        timeout=timeout,
+        headers={"User-Agent": settings.user_agent, "Accept": "application/json, text/html"},
+        follow_redirects=True,
+    )
+
+
+def get_with_retries(client: httpx.Client, path: str, settings: Settings, **params: str) -> httpx.Response:
+    """GET with retries on 429/5xx/connection errors, honouring ``Retry-After``, within a total time."""
+    url = f"{client.base_url}{path}"
+
+    def once() -> httpx.Response:
+        response = client.get(path, params=params or None)
+        if response.status_code == 429 or response.status_code >= 500:
+            raise RetryableHTTPError(
+                url, response.status_code, _retry_after_seconds(response.headers.get("Retry-After"))
+            )
+        if response.status_code >= 400:
+            raise FetchError(f"{url}: HTTP {response.status_code}")
+        return response
+
+    retrying = Retrying(
+        retry=retry_if_exception_type((RetryableHTTPError, httpx.TransportError)),
+        wait=_wait_strategy(settings),
+        stop=stop_after_attempt(settings.http_max_attempts) | stop_after_delay(settings.http_total_timeout),
+        before_sleep=lambda s: log.warning(
+            "GET %s failed (%s); retry %d", url, s.outcome.exception() if s.outcome else "?", s.attempt_number
+        ),
+        reraise=True,
+    )
+    try:
+        return retrying(once)
+    except httpx.TransportError as e:
+        raise FetchError(f"{url}: {type(e).__name__}: {e}") from e
+
+
+def api_path() -> str:
+    return "/api/daily_papers"
+
+
+def page_path(day: date) -> str:
+    return f"/papers/date/{day.isoformat()}"
+
+
+def _fetch_api(client: httpx.Client, day: date, settings: Settings) -> Listing:
+    response = get_with_retries(client, api_path(), settings, date=day.isoformat())
+    return parse_api(response.content, str(response.url), day)
+
+
+def _fetch_page(client: httpx.Client, day: date, settings: Settings) -> Listing:
+    response = get_with_retries(client, page_path(day), settings)
+    return parse_page(response.text, str(response.url), day)
+
+
+def _paths(settings: Settings) -> Iterator[tuple[str, Any]]:
+    order = [("api", _fetch_api), ("page", _fetch_page)]
+    if settings.hf_primary == "page":
+        order.reverse()
+    yield from order
+
+
+def fetch_listing(day: date, settings: Settings, client: httpx.Client | None = None) -> Listing:
+    """Fetch one day's listing: the primary path, then the fallback. Both failing raises the primary's
+    error (with a note on the fallback's), so a bad listing stops the run loudly."""
+    own = client is None
+    client = client or make_client(settings)
+    errors: list[Exception] = []
+    try:
+        for name, fetch in _paths(settings):
+            try:
+                return fetch(client, day, settings)
+            except (FetchError, ListingFormatError) as e:
+                log.warning("%s path failed for %s: %s", name, day, e)
+                errors.append(e)
+    finally:
+        if own:
+            client.close()
+    first = errors[0]
+    for other in errors[1:]:
+        first.add_note(f"fallback also failed: {type(other).__name__}: {other}")
+    raise first

@@ -1,0 +1,136 @@
+"""Repository functions for papers: upsert by versionless arXiv id, with upvote history."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from digest.models import Paper, UpsertReport
+from digest.store.tables import PaperRow, UpvoteRow, utcnow
+
+# Fields a re-fetch may change; everything else is fixed once stored.
+_MUTABLE = (
+    "title", "abstract", "authors", "published_at", "num_comments", "ai_summary", "ai_keywords",
+    "github_url", "project_url", "thumbnail_url", "organization",
+)
+
+
+def _row_values(p: Paper) -> dict[str, object]:
+    return {
+        "title": p.title,
+        "abstract": p.abstract,
+        "authors": list(p.authors),
+        "published_at": p.published_at,
+        "num_comments": p.num_comments,
+        "ai_summary": p.ai_summary,
+        "ai_keywords": list(p.ai_keywords),
+        "github_url": p.github_url,
+        "project_url": p.project_url,
+        "thumbnail_url": p.thumbnail_url,
+        "organization": p.organization,
+    }
+
+
+def _same(a: object, b: object) -> bool:
+    # SQLite drops tzinfo on read: compare datetimes by their naive UTC value.
+    if hasattr(a, "replace") and hasattr(b, "replace") and hasattr(a, "tzinfo") and hasattr(b, "tzinfo"):
+        a = a.replace(tzinfo=None)  # type: ignore[union-attr]
+        b = b.replace(tzinfo=None)  # type: ignore[union-attr]
+    return a == b
+
+
+def upsert_papers(session: Session, papers: Iterable[Paper]) -> UpsertReport:
+    """Insert new papers, update changed ones, record upvote changes. One paper per arXiv id, ever.
+
+    The listing date of a stored paper is the first day it was listed: a paper that trends again on a
+    later day stays one row (and is never mailed twice)."""
+    incoming = {p.arxiv_id: p for p in papers}
+    if not incoming:
+        return UpsertReport()
+    existing = {
+        row.arxiv_id: row
+        for row in session.scalars(select(PaperRow).where(PaperRow.arxiv_id.in_(list(incoming))))
+    }
+    now = utcnow()
+    new: list[str] = []
+    updated = unchanged = 0
+    for arxiv_id, p in incoming.items():
+        row = existing.get(arxiv_id)
+        if row is None:
+            session.add(
+                PaperRow(
+                    arxiv_id=arxiv_id, listing_date=p.listing_date, upvotes=p.upvotes,
+                    content_hash=p.content_hash, first_seen=now, updated_at=now, **_row_values(p),
+                )
+            )
+            session.add(UpvoteRow(arxiv_id=arxiv_id, observed_at=now, upvotes=p.upvotes))
+            new.append(arxiv_id)
+            continue
+        changed = False
+        for key, value in _row_values(p).items():
+            if key in _MUTABLE and not _same(getattr(row, key), value):
+                setattr(row, key, value)
+                changed = True
+        if row.content_hash != p.content_hash:
+            row.content_hash = p.content_hash
+            changed = True
+        if row.upvotes != p.upvotes:
+            row.upvotes = p.upvotes
+            session.add(UpvoteRow(arxiv_id=arxiv_id, observed_at=now, upvotes=p.upvotes))
+            changed = True
+        if changed:
+            row.updated_at = now
+            updated += 1
+        else:
+            unchanged += 1
+    session.flush()
+    return UpsertReport(new=len(new), updated=updated, unchanged=unchanged, new_ids=tuple(new))
+
+
+def row_to_paper(row: PaperRow) -> Paper:
+    return Paper(
+        arxiv_id=row.arxiv_id, title=row.title, abstract=row.abstract, authors=tuple(row.authors),
+        listing_date=row.listing_date, published_at=row.published_at, upvotes=row.upvotes,
+        num_comments=row.num_comments, ai_summary=row.ai_summary, ai_keywords=tuple(row.ai_keywords),
+        github_url=row.github_url, project_url=row.project_url, thumbnail_url=row.thumbnail_url,
+        organization=row.organization,
+    )
+
+
+def papers_between(session: Session, start: date, end: date) -> list[Paper]:
+    """Papers first listed in ``[start, end]``, most upvoted first."""
+    rows = session.scalars(
+        select(PaperRow)
+        .where(PaperRow.listing_date >= start, PaperRow.listing_date <= end)
+        .order_by(PaperRow.listing_date.desc(), PaperRow.upvotes.desc(), PaperRow.arxiv_id)
+    )
+    return [row_to_paper(r) for r in rows]
+
+
+def list_papers(session: Session, day: date | None = None) -> list[Paper]:
+    if day is not None:
+        return papers_between(session, day, day)
+    rows = session.scalars(
+        select(PaperRow).order_by(PaperRow.listing_date.desc(), PaperRow.upvotes.desc(), PaperRow.arxiv_id)
+    )
+    return [row_to_paper(r) for r in rows]
+
+
+def count_papers(session: Session, day: date | None = None) -> int:
+    q = select(func.count()).select_from(PaperRow)
+    if day is not None:
+        q = q.where(PaperRow.listing_date == day)
+    return int(session.scalar(q) or 0)
+
+
+def stored_dates(session: Session) -> set[date]:
+    return set(session.scalars(select(PaperRow.listing_date).distinct()))
+
+
+def upvote_history(session: Session, arxiv_id: str) -> Sequence[int]:
+    return list(
+        session.scalars(select(UpvoteRow.upvotes).where(UpvoteRow.arxiv_id == arxiv_id).order_by(UpvoteRow.id))
+    )

@@ -1,0 +1,1 @@
+"""Prefect orchestration over ``digest``: thin flows and tasks, no business logic."""

@@ -1,0 +1,143 @@
+"""Every real listing in shared/fixtures/hf parses, with counts and field values checked against the file."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import pytest
+
+from digest.sources import ListingFormatError
+from digest.sources.huggingface import load_listing_file, parse_api, parse_page
+
+from .conftest import HF_FIXTURES
+
+EXPECTED = {
+    "api_daily_papers_2024-03-12.raw.json": (date(2024, 3, 12), 9),
+    "api_daily_papers_2024-03-21.raw.json": (date(2024, 3, 21), 18),
+    "api_daily_papers_2024-05-27.collector.json": (date(2024, 5, 27), 13),
+    "api_daily_papers_2025-06-05.collector.json": (date(2025, 6, 5), 30),
+    "api_daily_papers_2025-06-20.collector.json": (date(2025, 6, 20), 2),
+    "api_daily_papers_2025-10-03.collector.json": (date(2025, 10, 3), 39),
+    "api_daily_papers_2026-08-18.collector.json": (date(2026, 8, 18), 29),
+    "listing_2024-08-01.html": (date(2024, 8, 1), 13),
+}
+
+
+def test_every_fixture_is_listed_here() -> None:
+    on_disk = {p.name for p in HF_FIXTURES.iterdir() if p.suffix in (".json", ".html")}
+    assert on_disk == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_fixture_parses(name: str) -> None:
+    day, count = EXPECTED[name]
+    listing = load_listing_file(HF_FIXTURES / name)
+    assert listing.listing_date == day
+    assert len(listing.papers) == count
+    assert len({p.arxiv_id for p in listing.papers}) == count
+    for p in listing.papers:
+        assert p.listing_date == day, "listing date comes from submittedOnDailyAt, not publishedAt"
+        assert p.title and p.abstract and p.authors
+        assert "\n" not in p.abstract and "  " not in p.abstract
+        assert "v" not in p.arxiv_id
+
+
+@pytest.mark.parametrize("name", [n for n in EXPECTED if n.endswith(".json")])
+def test_api_fields_match_the_file(name: str) -> None:
+    raw = json.loads((HF_FIXTURES / name).read_text())
+    listing = load_listing_file(HF_FIXTURES / name)
+    by_id = {p.arxiv_id: p for p in listing.papers}
+    for item in raw:
+        src = item["paper"]
+        p = by_id[src["id"]]
+        assert p.upvotes == src["upvotes"]
+        assert p.num_comments == item["numComments"]
+        assert list(p.authors) == [a["name"] for a in src["authors"]]
+        assert p.title == " ".join(src["title"].split())
+        assert p.ai_summary == src.get("ai_summary")
+        assert list(p.ai_keywords) == src.get("ai_keywords", [])
+        assert p.github_url == (src.get("githubRepo") or None)
+        assert p.project_url == (src.get("projectPage") or None)
+
+
+def test_newest_schema_values() -> None:
+    listing = load_listing_file(HF_FIXTURES / "api_daily_papers_2026-08-18.collector.json")
+    top = listing.papers[0]
+    assert top.arxiv_id == "2608.15265"
+    assert top.title == "VibeWorlding: Can Multimodal Agents Construct 3D Open Worlds End-to-End?"
+    assert top.upvotes == 39
+    assert top.authors[:2] == ("Yansong Ning", "Jingwen Ye")
+    assert top.github_url == "https://github.com/usail-hkust/VibeWorlding-Gym"
+    assert top.project_url == "https://huggingface.co/collections/usail-hkust/vibeworlder"
+    assert top.organization == "Tencent"
+    assert "multimodal RL" in top.ai_keywords
+    assert top.published_at is not None and top.published_at.date() == date(2026, 8, 15)
+    assert top.arxiv_url == "https://arxiv.org/abs/2608.15265"
+    assert top.pdf_url == "https://arxiv.org/pdf/2608.15265"
+    assert top.hf_url() == "https://huggingface.co/papers/2608.15265"
+
+
+def test_2024_page_collapses_arxiv_line_breaks() -> None:
+    listing = load_listing_file(HF_FIXTURES / "listing_2024-08-01.html")
+    llama = next(p for p in listing.papers if p.arxiv_id == "2407.21783")
+    assert llama.title == "The Llama 3 Herd of Models"
+    assert llama.abstract.startswith(
+        "Modern artificial intelligence (AI) systems are powered by foundation models. This paper presents"
+    )
+    assert llama.ai_summary is None and llama.ai_keywords == ()
+
+
+def test_versioned_ids_are_normalised() -> None:
+    raw = json.loads((HF_FIXTURES / "api_daily_papers_2024-03-12.raw.json").read_text())
+    raw[0]["paper"]["id"] = raw[0]["paper"]["id"] + "v3"
+    listing = parse_api(json.dumps(raw), "mem", None)
+    assert listing.papers[0].arxiv_id == "2403.06634"
+
+
+def test_empty_day_is_explicit_not_an_error() -> None:
+    listing = parse_api("[]", "mem", date(2025, 6, 21))
+    assert listing.is_empty and listing.listing_date == date(2025, 6, 21)
+
+
+def test_empty_without_a_date_is_refused() -> None:
+    with pytest.raises(ListingFormatError, match="no date"):
+        parse_api("[]", "mem", None)
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda items: items[0]["paper"].pop("id"), "missing or empty 'id'"),
+        (lambda items: items[1]["paper"].pop("title"), "missing or empty 'title'"),
+        (lambda items: items[2]["paper"].update(summary="  "), "missing or empty 'summary'"),
+        (lambda items: items[0].pop("paper"), "missing 'paper'"),
+        (lambda items: items.__setitem__(3, "not an item"), "expected an object"),
+    ],
+)
+def test_bad_item_names_source_and_field(mutate, message: str) -> None:  # type: ignore[no-untyped-def]
+    items = json.loads((HF_FIXTURES / "api_daily_papers_2025-06-05.collector.json").read_text())
+    mutate(items)
+    with pytest.raises(ListingFormatError, match=message) as e:
+        parse_api(json.dumps(items), "the-file.json", None)
+    assert "the-file.json" in str(e.value)
+
+
+def test_not_an_array_is_refused() -> None:
+    with pytest.raises(ListingFormatError, match="expected a JSON array"):
+        parse_api('{"error": "rate limited"}', "u", date(2025, 1, 1))
+    with pytest.raises(ListingFormatError, match="not JSON"):
+        parse_api("<html>", "u", date(2025, 1, 1))
+
+
+def test_page_without_hydration_div_is_refused() -> None:
+    html = (HF_FIXTURES / "listing_2024-08-01.html").read_text()
+    with pytest.raises(ListingFormatError, match='data-target="DailyPapers"'):
+        parse_page(html.replace('data-target="DailyPapers"', 'data-target="DailyPapersV2"'), "page.html")
+
+
+def test_page_selects_by_target_not_position() -> None:
+    html = (HF_FIXTURES / "listing_2024-08-01.html").read_text()
+    decoy = '<div data-target="SomethingElse" data-props="{&quot;x&quot;:1}"></div>'
+    moved = html.replace("<body", "<body>" + decoy + "<div", 1) if "<body" in html else decoy + html
+    assert len(parse_page(moved, "page.html").papers) == 13
