@@ -37,6 +37,16 @@ class Settings(BaseSettings):
     # Embeddings and ranking (issue: ranking)
     model_name: str = "all-MiniLM-L6-v2"
     embed_batch_size: int = 64
+    embed_bf16: bool = Field(False, description="Encode under torch bf16 autocast on CPU (about 2x faster).")
+    # Ranking knobs (digest/rank.py); defaults justified by bench/ranking_quality.py.
+    rank_relevance_weight: float = 1.0
+    rank_trending_weight: float = Field(0.1, description="Weight of log1p(upvotes), normalised in the window.")
+    rank_age_weight: float = Field(0.02, description="Weight of freshness (1 today, 0 at the window's age).")
+    rank_negative_weight: float = Field(1.0, description="How hard a negative interest pushes a paper down.")
+    rank_min_relevance: float = Field(0.25, description="Papers below this relevance are never picked.")
+    rank_negative_floor: float = Field(0.25, description="Similarity to a negative interest below this is ignored.")
+    rank_mmr_lambda: float = Field(0.85, description="1 = pure score, lower = more diverse picks.")
+    rank_window_days: int = Field(7, ge=1, description="Longest window after a missed digest, in days.")
 
     # Mail (issue: email)
     smtp_host: str | None = None
@@ -45,10 +55,44 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     mail_from: str = "Papers Digest <digest@localhost>"
     outbox_dir: str = "./outbox"
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        "starttls", description="starttls (port 587), tls (implicit TLS, port 465) or none (loopback/tests)."
+    )
+    smtp_timeout: float = 30.0
+    smtp_connections: int = Field(1, ge=1, description="Parallel SMTP connections used by the sender.")
+    list_id: str = "Papers Digest <digest.localhost>"
+    unsubscribe_mailto: str = "unsubscribe@localhost"
+
+    # Schedule (flows/, deploy/)
+    timezone: str = Field("UTC", description="Timezone of the schedule and of 'today'.")
+    schedule_cron: str = Field("0 7 * * *", description="When the daily digest runs (cron, in `timezone`).")
+    backfill_min_interval: float = Field(
+        3.0, ge=0, description="Seconds between listing requests in a backfill (HF: ~100 per 5 minutes)."
+    )
+    catchup_refetch_days: int = Field(
+        1, ge=0, le=7, description="Days before today fetched again by the daily run for late additions."
+    )
+    flow_send_batch: int = Field(2000, ge=1, description="Deliveries per Prefect send task.")
+
+    # Outbox and sending
+    message_id_domain: str = "papers-digest.localhost"
+    send_batch_size: int = Field(20, ge=1, description="Deliveries claimed at once by one sender.")
+    send_lease_seconds: float = Field(
+        300, ge=0, description="A row left 'sending' this long belongs to a dead sender and is re-sent."
+    )
+    send_retry_initial: float = 2.0
+    send_retry_max: float = 300.0
+    send_deadline_seconds: float = Field(1800, description="How long one run keeps retrying 4xx replies.")
+    send_max_consecutive_errors: int = Field(10, ge=1)
 
     # Web (issue: web pages)
     public_url: str = "http://127.0.0.1:8000"
     secret_key: SecretStr | None = None
+    demo_secret_fallback: bool = Field(
+        False,
+        description="Only for demos: sign links with a fixed, public key when secret_key is unset. "
+        "Never enable in production (anyone could forge unsubscribe/feedback links).",
+    )
 
 
 @lru_cache(maxsize=1)
