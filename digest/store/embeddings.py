@@ -1,0 +1,134 @@
+"""Repository functions for cached vectors: paper embeddings (by content hash) and interest-text vectors."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date
+
+import numpy as np
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from digest.store.tables import InterestEmbeddingRow, PaperEmbeddingRow, PaperRow, utcnow
+
+_CHUNK = 500
+
+
+def to_bytes(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+def from_bytes(data: bytes, dim: int) -> np.ndarray:
+    v = np.frombuffer(data, dtype="<f4")
+    if v.shape[0] != dim:
+        raise ValueError(f"stored vector has {v.shape[0]} values, expected {dim}")
+    return v.astype(np.float32, copy=False)
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def papers_needing_embedding(
+    session: Session,
+    model: str,
+    arxiv_ids: Iterable[str] | None = None,
+    start: date | None = None,
+    end: date | None = None,
+) -> list[PaperRow]:
+    """Papers (of ``arxiv_ids`` and/or the listing dates ``[start, end]``) with no vector for ``model``,
+    or whose vector was computed from another title/abstract (content hash differs)."""
+    emb = PaperEmbeddingRow
+    q = (
+        select(PaperRow)
+        .outerjoin(emb, and_(emb.arxiv_id == PaperRow.arxiv_id, emb.model == model))
+        .where(or_(emb.arxiv_id.is_(None), emb.content_hash != PaperRow.content_hash))
+        .order_by(PaperRow.arxiv_id)
+    )
+    if start is not None:
+        q = q.where(PaperRow.listing_date >= start)
+    if end is not None:
+        q = q.where(PaperRow.listing_date <= end)
+    if arxiv_ids is None:
+        return list(session.scalars(q))
+    ids = list(dict.fromkeys(arxiv_ids))
+    out: list[PaperRow] = []
+    for i in range(0, len(ids), _CHUNK):
+        out.extend(session.scalars(q.where(PaperRow.arxiv_id.in_(ids[i : i + _CHUNK]))))
+    return out
+
+
+def save_paper_vectors(
+    session: Session, model: str, rows: Sequence[PaperRow], vectors: np.ndarray
+) -> None:
+    """Insert or replace the vectors of ``rows`` (same order) for ``model``."""
+    existing = {
+        r.arxiv_id: r
+        for i in range(0, len(rows), _CHUNK)
+        for r in session.scalars(
+            select(PaperEmbeddingRow).where(
+                PaperEmbeddingRow.model == model,
+                PaperEmbeddingRow.arxiv_id.in_([p.arxiv_id for p in rows[i : i + _CHUNK]]),
+            )
+        )
+    }
+    now = utcnow()
+    for paper, vec in zip(rows, vectors, strict=True):
+        row = existing.get(paper.arxiv_id)
+        if row is None:
+            session.add(
+                PaperEmbeddingRow(
+                    arxiv_id=paper.arxiv_id, model=model, content_hash=paper.content_hash,
+                    dim=int(vec.shape[0]), vector=to_bytes(vec), created_at=now,
+                )
+            )
+        else:
+            row.content_hash = paper.content_hash
+            row.dim = int(vec.shape[0])
+            row.vector = to_bytes(vec)
+            row.created_at = now
+    session.flush()
+
+
+def paper_vectors(session: Session, model: str, arxiv_ids: Iterable[str]) -> dict[str, np.ndarray]:
+    """Stored vectors of ``arxiv_ids`` for ``model`` (papers without one are absent)."""
+    ids = list(dict.fromkeys(arxiv_ids))
+    out: dict[str, np.ndarray] = {}
+    for i in range(0, len(ids), _CHUNK):
+        rows = session.execute(
+            select(PaperEmbeddingRow.arxiv_id, PaperEmbeddingRow.vector, PaperEmbeddingRow.dim).where(
+                PaperEmbeddingRow.model == model, PaperEmbeddingRow.arxiv_id.in_(ids[i : i + _CHUNK])
+            )
+        )
+        for aid, data, dim in rows:
+            out[aid] = from_bytes(data, dim)
+    return out
+
+
+def interest_vectors(session: Session, model: str, texts: Iterable[str]) -> dict[str, np.ndarray]:
+    """Cached vectors of interest ``texts`` for ``model`` (texts not cached are absent)."""
+    by_hash = {text_hash(t): t for t in dict.fromkeys(texts)}
+    hashes = list(by_hash)
+    out: dict[str, np.ndarray] = {}
+    for i in range(0, len(hashes), _CHUNK):
+        rows = session.execute(
+            select(InterestEmbeddingRow.text_hash, InterestEmbeddingRow.vector, InterestEmbeddingRow.dim).where(
+                InterestEmbeddingRow.model == model, InterestEmbeddingRow.text_hash.in_(hashes[i : i + _CHUNK])
+            )
+        )
+        for h, data, dim in rows:
+            out[by_hash[h]] = from_bytes(data, dim)
+    return out
+
+
+def save_interest_vectors(session: Session, model: str, vectors: Mapping[str, np.ndarray]) -> None:
+    now = utcnow()
+    for t, vec in vectors.items():
+        session.merge(
+            InterestEmbeddingRow(
+                text_hash=text_hash(t), model=model, text=t, dim=int(vec.shape[0]), vector=to_bytes(vec),
+                created_at=now,
+            )
+        )
+    session.flush()

@@ -1,0 +1,256 @@
+"""Embeddings, profiles and ranking: the real model, the real listing of 2026-08-18, a real SQLite file."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import date
+
+import numpy as np
+import pytest
+from sqlalchemy import inspect
+from typer.testing import CliRunner
+
+from digest import pipeline
+from digest.config import Settings
+from digest.models import Subscriber
+from digest.rank import PaperMatrix, Profile, RankParams, rank
+from digest.sources.huggingface import load_listing_file
+from digest.store import create_db_engine, session_factory, upgrade
+from digest.store.db import current_revision
+from digest.store.embeddings import paper_vectors
+from digest.store.feedback import feedback_for, record_feedback
+from digest.store.papers import upsert_papers
+from digest.store.subscribers import add_subscriber
+
+from .conftest import HF_FIXTURES
+
+DAY = date(2026, 8, 18)
+LISTING = HF_FIXTURES / "api_daily_papers_2026-08-18.collector.json"
+SMALL = HF_FIXTURES / "api_daily_papers_2025-06-20.collector.json"  # 2 papers
+
+GUI_AGENT = "2608.15930"  # UI-Mate: ... Foundation GUI Agents ...
+T2I_DIFFUSION = "2608.16887"  # An Empirical Study of Training Pixel-Space Text-to-Image Diffusion Models
+VIDEO_TALK = "2608.16143"  # AnyTalk: Speech Animation ... Leveraging a Video Generation Model
+OCR = "2608.12898"  # NaviDC-OCR: Navigating Document Parsing ...
+
+
+# ------------------------------------------------------------------------------------ no model needed
+
+
+def test_migrations_0001_to_0002_from_empty(db_url: str) -> None:
+    engine = create_db_engine(db_url)
+    upgrade(engine, "0001")
+    assert current_revision(engine) == "0001"
+    upgrade(engine, "0002")
+    assert current_revision(engine) == "0002"
+    tables = set(inspect(engine).get_table_names())
+    assert {"paper_embeddings", "interest_embeddings", "feedback"} <= tables
+    pk = inspect(engine).get_pk_constraint("paper_embeddings")["constrained_columns"]
+    assert pk == ["arxiv_id", "model"]
+    upgrade(engine)  # on to head
+
+
+def test_feedback_latest_vote_wins_and_cascades(settings: Settings) -> None:
+    engine = pipeline.open_store(settings)
+    listing = load_listing_file(SMALL)
+    pipeline.store(engine, listing)
+    a, b = (p.arxiv_id for p in listing.papers)
+    with session_factory(engine).begin() as session:
+        sub = add_subscriber(session, "ada@example.org")
+        record_feedback(session, sub.id, a, 1)
+        record_feedback(session, sub.id, b + "v2", -1)
+        record_feedback(session, sub.id, a, -1)
+        with pytest.raises(ValueError):
+            record_feedback(session, sub.id, a, 0)
+    with session_factory(engine)() as session:
+        assert sorted(feedback_for(session, [sub.id])[sub.id]) == sorted([(a, -1), (b, -1)])
+        assert feedback_for(session, [999]) == {}
+
+
+def test_digest_window() -> None:
+    assert pipeline.digest_window(DAY) == (DAY, DAY)
+    assert pipeline.digest_window(DAY, date(2026, 8, 17)) == (DAY, DAY)
+    assert pipeline.digest_window(DAY, date(2026, 8, 14)) == (date(2026, 8, 15), DAY)
+    assert pipeline.digest_window(DAY, date(2026, 7, 1)) == (date(2026, 8, 12), DAY)  # at most 7 days
+    assert pipeline.digest_window(DAY, DAY) == (DAY, DAY)
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_rank_pure_exclude_window_and_trending() -> None:
+    rng = np.random.default_rng(0)
+    n = 40
+    vecs = _unit(rng.normal(size=(n, 16)))
+    ids = tuple(f"2608.{i:05d}" for i in range(n))
+    days = np.array([DAY if i % 2 == 0 else date(2026, 8, 16) for i in range(n)], dtype="datetime64[D]")
+    papers = PaperMatrix(ids, vecs, rng.integers(0, 100, n), days, tuple("" for _ in ids))
+    interested = Profile(1, vecs[[3, 4]] + 0.01, ("interest: a", "interest: b"), np.zeros((0, 16), np.float32),
+                         max_papers=5)
+    trending = Profile(2, np.zeros((0, 16), np.float32), (), np.zeros((0, 16), np.float32), max_papers=5)
+    out = rank([interested, trending], papers, DAY, exclude={1: {ids[4]}, 2: {ids[0]}},
+               window_start={1: date(2026, 8, 16)}, params=RankParams(min_relevance=-1.0))
+    first = out[1]
+    assert [p.rank for p in first] == [1, 2, 3, 4, 5]
+    assert first[0].arxiv_id == ids[3] and first[0].reason == "interest: a"
+    assert ids[4] not in {p.arxiv_id for p in first}  # already sent
+    trend_ids = [p.arxiv_id for p in out[2]]
+    today = [i for i in range(n) if i % 2 == 0 and i != 0]  # subscriber 2: today only, minus the sent one
+    expected = sorted(today, key=lambda i: (-papers.upvotes[i], i))[:5]
+    assert trend_ids == [ids[i] for i in expected]
+    assert all(p.reason == "trending" for p in out[2])
+
+
+# --------------------------------------------------------------------------------------- real model
+
+
+@pytest.fixture(scope="module")
+def embedder():  # type: ignore[no-untyped-def]
+    from digest.embed import Embedder
+
+    e = Embedder()
+    e.encode(["warm up"])
+    return e
+
+
+@pytest.fixture(scope="module")
+def day_papers(embedder):  # type: ignore[no-untyped-def]
+    listing = load_listing_file(LISTING)
+    from digest.embed import paper_text
+
+    vecs = embedder.encode([paper_text(p.title, p.abstract) for p in listing.papers])
+    return listing.papers, PaperMatrix.from_papers(listing.papers, dict(zip([p.arxiv_id for p in listing.papers], vecs)))
+
+
+def _profile(embedder, sub: Subscriber, papers=None):  # type: ignore[no-untyped-def]
+    from digest.profiles import build_profiles
+
+    return build_profiles(None, [sub], embedder, feedback={})[0]
+
+
+def _ids(picks) -> list[str]:  # type: ignore[no-untyped-def]
+    return [p.arxiv_id for p in picks]
+
+
+@pytest.mark.slow
+def test_model_loaded_once_and_vectors_unit(embedder) -> None:  # type: ignore[no-untyped-def]
+    from digest.embed import Embedder, load_model
+
+    assert load_model("all-MiniLM-L6-v2") is embedder.model is Embedder().model
+    v = embedder.encode(["video diffusion", "GUI agents", "video diffusion"])
+    assert v.dtype == np.float32 and v.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    assert np.allclose(v[0], v[2])
+
+
+@pytest.mark.slow
+def test_interest_gets_its_topic_first(embedder, day_papers) -> None:  # type: ignore[no-untyped-def]
+    _, papers = day_papers
+    gui = _profile(embedder, Subscriber("a@x.org", id=1, interests=("GUI agents",)))
+    t2i = _profile(embedder, Subscriber("b@x.org", id=2, interests=("text-to-image diffusion models",)))
+    out = rank([gui, t2i], papers, DAY)
+    assert out[1][0].arxiv_id == GUI_AGENT and out[1][0].reason == "interest: GUI agents"
+    assert out[2][0].arxiv_id == T2I_DIFFUSION
+    assert all(p.reason == "interest: text-to-image diffusion models" for p in out[2])
+    assert len(out[1]) <= 10
+
+
+@pytest.mark.slow
+def test_multi_interest_gets_both_topics(embedder, day_papers) -> None:  # type: ignore[no-untyped-def]
+    _, papers = day_papers
+    both = _profile(embedder, Subscriber("a@x.org", id=1, interests=("GUI agents", "text-to-image diffusion models"),
+                                         max_papers=4))
+    picks = rank([both], papers, DAY)[1]
+    assert {GUI_AGENT, T2I_DIFFUSION} <= set(_ids(picks[:2]))
+    reasons = [p.reason for p in picks]
+    assert reasons.count("interest: GUI agents") == 2 and reasons.count("interest: text-to-image diffusion models") == 2
+
+
+@pytest.mark.slow
+def test_negative_interest_and_exclude_keyword_remove_papers(embedder, day_papers) -> None:  # type: ignore[no-untyped-def]
+    _, papers = day_papers
+    base = Subscriber("a@x.org", id=1, interests=("text-to-image diffusion",))
+    plain = rank([_profile(embedder, base)], papers, DAY)[1]
+    assert VIDEO_TALK in _ids(plain) and OCR in _ids(plain)
+    neg = _profile(embedder, dataclasses.replace(base, negative_interests=("video generation",)))
+    assert VIDEO_TALK not in _ids(rank([neg], papers, DAY)[1])
+    kw = _profile(embedder, dataclasses.replace(base, exclude_keywords=("ocr",)))
+    kw_ids = _ids(rank([kw], papers, DAY)[1])
+    assert OCR not in kw_ids and T2I_DIFFUSION in kw_ids
+    inc = _profile(embedder, dataclasses.replace(base, include_keywords=("Pixel-Space",)))
+    assert _ids(rank([inc], papers, DAY)[1]) == [T2I_DIFFUSION]
+
+
+@pytest.mark.slow
+def test_already_sent_is_never_picked(embedder, day_papers) -> None:  # type: ignore[no-untyped-def]
+    listing, papers = day_papers
+    gui = _profile(embedder, Subscriber("a@x.org", id=1, interests=("GUI agents",), max_papers=30))
+    trend = _profile(embedder, Subscriber("b@x.org", id=2, max_papers=30))
+    sent = {GUI_AGENT, "2608.15265"}
+    out = rank([gui, trend], papers, DAY, exclude={1: sent, 2: sent})
+    assert not sent & set(_ids(out[1])) and not sent & set(_ids(out[2]))
+    assert len(out[2]) == len(listing) - 2
+
+
+@pytest.mark.slow
+def test_no_interest_gets_trending_order(embedder, day_papers) -> None:  # type: ignore[no-untyped-def]
+    listing, papers = day_papers
+    picks = rank([_profile(embedder, Subscriber("a@x.org", id=1))], papers, DAY)[1]
+    upvotes = {p.arxiv_id: p.upvotes for p in listing}
+    got = [upvotes[a] for a in _ids(picks)]
+    assert len(picks) == 10 and got == sorted(upvotes.values(), reverse=True)[:10]
+    assert picks[0].arxiv_id == "2608.15265" and all(p.reason == "trending" for p in picks)
+
+
+@pytest.mark.slow
+def test_embed_once_rerun_zero_and_changed_abstract(settings: Settings, embedder) -> None:  # type: ignore[no-untyped-def]
+    engine = pipeline.open_store(settings)
+    listing = load_listing_file(SMALL)
+    pipeline.store(engine, listing)
+    assert pipeline.embed(engine, settings, embedder=embedder) == 2
+    assert pipeline.embed(engine, settings, embedder=embedder) == 0
+    changed = dataclasses.replace(listing.papers[0], abstract="We revise the abstract: " + listing.papers[0].abstract[:300])
+    with session_factory(engine).begin() as session:
+        before = paper_vectors(session, embedder.name, [changed.arxiv_id])[changed.arxiv_id]
+        upsert_papers(session, [changed, listing.papers[1]])
+    assert pipeline.embed(engine, settings, embedder=embedder) == 1
+    assert pipeline.embed(engine, settings, embedder=embedder) == 0
+    with session_factory(engine)() as session:
+        after = paper_vectors(session, embedder.name, [changed.arxiv_id])[changed.arxiv_id]
+    assert not np.allclose(before, after)
+
+
+@pytest.mark.slow
+def test_pipeline_rank_with_seed_feedback_and_cli_json(settings: Settings, embedder, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    engine = pipeline.open_store(settings)
+    pipeline.store(engine, load_listing_file(LISTING))
+    with session_factory(engine).begin() as session:
+        seed = add_subscriber(session, "seed@example.org", seed_papers=[T2I_DIFFUSION + "v1"], max_papers=3)
+        liker = add_subscriber(session, "liker@example.org", interests=["GUI agents"], max_papers=5)
+        add_subscriber(session, "new@example.org", max_papers=2)
+    r = pipeline.rank(engine, settings, DAY, embedder=embedder, exclude={liker.id: {"2608.13900"}})
+    assert r.embedded == 29
+    seed_picks = r.picks[seed.id]
+    assert seed_picks and T2I_DIFFUSION not in _ids(seed_picks)  # the seed itself is known
+    assert all(p.reason == f"seed paper: {T2I_DIFFUSION}" for p in seed_picks)
+    assert "2608.13900" not in _ids(r.picks[liker.id])
+    with session_factory(engine).begin() as session:
+        record_feedback(session, liker.id, GUI_AGENT, 1)
+    r2 = pipeline.rank(engine, settings, DAY, embedder=embedder)
+    assert r2.embedded == 0
+    liked = r2.picks[liker.id]
+    assert GUI_AGENT not in _ids(liked) and any(p.reason == f"liked: {GUI_AGENT}" for p in liked)
+
+    from digest import cli
+
+    monkeypatch.setattr(cli, "settings", lambda: settings)
+    result = CliRunner().invoke(cli.app, ["rank", "--date", DAY.isoformat(), "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert [x["subscriber"] for x in payload] == ["seed@example.org", "liker@example.org", "new@example.org"]
+    assert [p["reason"] for p in payload[2]["picks"]] == ["trending", "trending"]
+    assert set(payload[2]["picks"][0]) == {"paper_id", "score", "reason"}
+    one = CliRunner().invoke(cli.app, ["rank", "--date", DAY.isoformat(), "--subscriber", "new@example.org"])
+    assert one.exit_code == 0 and "new@example.org" in one.output and "seed@" not in one.output
