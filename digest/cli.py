@@ -182,5 +182,235 @@ def subscribers_remove(email: str) -> None:
     out.print(f"removed {email}", highlight=False)
 
 
+@app.command()
+@friendly
+def send(
+    day: Annotated[str, typer.Option("--date", "-d", help="Digest date, YYYY-MM-DD.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Send the planned digests of a date (safe to re-run: nothing is mailed twice)."""
+    import json
+
+    from digest.send import TooManySendErrors, send_day
+
+    s = settings()
+    engine = pipeline.open_store(s)
+    try:
+        report = send_day(engine, s, parse_day(day))  # type: ignore[arg-type]
+    except TooManySendErrors as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        if as_json:
+            out.print_json(json.dumps(e.report.as_dict()))
+        raise typer.Exit(3) from None
+    if as_json:
+        out.print_json(json.dumps(report.as_dict()))
+        return
+    out.print(
+        f"{report.digest_date}: sent {report.sent}, failed {report.failed}, suppressed {report.suppressed}, "
+        f"retried {report.retried}, re-sent {report.resent}, still planned {report.pending}",
+        highlight=False,
+    )
+
+
+@app.command("rank")
+@friendly
+def rank_cmd(
+    day: DateOpt = None,
+    subscriber: Annotated[str | None, typer.Option("--subscriber", "-s", help="Only this subscriber (email).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Rank the day's papers for every active subscriber and print the picks (sends nothing).
+
+    Embeds the window's papers that have no vector yet first."""
+    import json
+
+    from digest.store.subscribers import get_subscriber
+
+    d = parse_day(day)
+    if d is None:
+        raise ValueError("give --date YYYY-MM-DD")
+    s = settings()
+    engine = pipeline.open_store(s)
+    subs = None
+    if subscriber is not None:
+        with session_factory(engine)() as session:
+            subs = [get_subscriber(session, subscriber)]
+    result = pipeline.rank(engine, s, d, subscribers=subs)
+    with session_factory(engine)() as session:
+        titles = {p.arxiv_id: p.title for p in list_papers(session)} if not as_json else {}
+    if as_json:
+        payload = [
+            {"subscriber": sub.email,
+             "picks": [{"paper_id": p.arxiv_id, "score": p.score, "reason": p.reason}
+                       for p in result.picks.get(sub.id or -1, [])]}
+            for sub in result.subscribers
+        ]
+        print(json.dumps(payload, indent=2, ensure_ascii=False))
+        return
+    if result.embedded:
+        out.print(f"embedded {result.embedded} papers")
+    for sub in result.subscribers:
+        t = Table(title=f"{sub.email} - {d}")
+        for col in ("#", "arXiv", "score", "reason", "title"):
+            t.add_column(col)
+        picks = result.picks.get(sub.id or -1, [])
+        for p in picks:
+            t.add_row(str(p.rank), p.arxiv_id, f"{p.score:.3f}", p.reason, titles.get(p.arxiv_id, ""))
+        out.print(t)
+        if not picks:
+            out.print("  nothing above the relevance threshold in the window", highlight=False)
+
+
+@app.command("plan")
+@friendly
+def plan_cmd(day: Annotated[str, typer.Option("--date", "-d", help="Digest date, YYYY-MM-DD.")]) -> None:
+    """Rank every active subscriber and write the day's deliveries (idempotent; sends nothing)."""
+    s = settings()
+    result = pipeline.plan(pipeline.open_store(s), s, parse_day(day))  # type: ignore[arg-type]
+    out.print(f"{result.day}: planned {result.planned}, nothing to send {result.skipped}, "
+              f"already planned {result.existing} (embedded {result.embedded} papers)", highlight=False)
+
+
+@app.command()
+@friendly
+def preview(
+    email: str,
+    day: DateOpt = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Where to write the HTML.")] = None,
+) -> None:
+    """Write the HTML of a subscriber's digest without sending it, and print its path."""
+    import shutil
+    import tempfile
+
+    s = settings()
+    d = parse_day(day) or pipeline.today(s)
+    with tempfile.TemporaryDirectory() as tmp:
+        written = pipeline.preview(pipeline.open_store(s), s, d, tmp, emails=[email])
+        if not written:
+            raise ValueError(f"no papers for {email} on {d}")
+        target = out_file or Path(f"preview-{d.isoformat()}-{written[0].stem}.html")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(written[0]), target)
+    out.print(str(target.resolve()), highlight=False, soft_wrap=True)
+
+
+@app.command()
+@friendly
+def run(
+    day: DateOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Fetch, store, embed and plan; send nothing.")] = False,
+    from_file: Annotated[Path | None, typer.Option("--from-file", help="Replay a saved listing.")] = None,
+) -> None:
+    """Run the daily digest flow (Prefect, locally) for a date (default: today in the set timezone)."""
+    from flows.daily import daily_digest
+
+    summary = daily_digest(day=parse_day(day), listing_file=str(from_file) if from_file else None,
+                           send=not dry_run)
+    _print_summary(summary)
+
+
+def _print_summary(summary: Any) -> None:
+    t = Table(title=f"Daily digest {summary.day}")
+    t.add_column("what")
+    t.add_column("count", justify="right")
+    for k, v in summary.rows():
+        t.add_row(k, str(v))
+    out.print(t)
+
+
+@app.command()
+@friendly
+def backfill(
+    start: str,
+    end: str,
+    send: Annotated[bool, typer.Option("--send", help="Plan and send catch-up digests too.")] = False,
+    preview_dir: Annotated[Path | None, typer.Option("--preview", help="Write each digest as HTML here.")] = None,
+    refresh: Annotated[bool, typer.Option("--refresh", help="Fetch dates already stored again.")] = False,
+) -> None:
+    """Fetch, store and embed every date from START to END (throttled, resumable)."""
+    from rich.progress import Progress
+
+    from digest.send import send_day
+    from flows.backfill import dates_between
+
+    s = settings()
+    engine = pipeline.open_store(s)
+    days = dates_between(parse_day(start), parse_day(end))  # type: ignore[arg-type]
+    t = Table(title=f"Backfill {start} to {end}")
+    for col in ("date", "status", "fetched", "new", "embedded", "previews", "sent"):
+        t.add_column(col)
+    with Progress(console=err, transient=True) as progress:
+        bar = progress.add_task("backfill", total=len(days))
+        for d in days:
+            progress.update(bar, description=f"{d}")
+            r = pipeline.backfill_day(engine, s, d, refresh=refresh)
+            previews = sent = ""
+            if r.status != "empty" and preview_dir is not None:
+                previews = str(len(pipeline.preview(engine, s, d, preview_dir)))
+            if r.status != "empty" and send:
+                pipeline.plan(engine, s, d)
+                sent = str(send_day(engine, s, d).sent)
+            t.add_row(d.isoformat(), r.status, str(r.fetched), str(r.new), str(r.embedded), previews, sent)
+            progress.advance(bar)
+    out.print(t)
+
+
+@app.command()
+@friendly
+def serve(
+    once: Annotated[bool, typer.Option("--once", help="Register the deployments and exit instead of serving.")] = False,
+) -> None:
+    """Serve the daily schedule (cron and timezone from settings) and the backfill deployment."""
+    from flows.deployments import build_deployments, serve_forever
+
+    s = settings()
+    if once:
+        ids = build_deployments(s, apply=True)
+        out.print(f"registered {len(ids)} deployments: daily-digest ({s.schedule_cron} {s.timezone}), backfill")
+        return
+    serve_forever(s)
+
+
+@app.command()
+@friendly
+def demo(
+    workdir: Annotated[Path, typer.Option("--dir", help="Where the demo database and outbox/ go.")] = Path("."),
+) -> None:
+    """The whole day on the bundled real listing: fresh SQLite file, three subscribers, mails received
+    by a real SMTP server on 127.0.0.1 and stored in ./outbox/. No network, no configuration."""
+    from digest.demo import run_demo
+
+    result = run_demo(workdir)
+    _print_summary(result.summary)
+    out.print(f"database: {result.database}", highlight=False, soft_wrap=True)
+    out.print("mails received (in ./outbox/):")
+    for p in result.mails:
+        out.print(f"  {p}", highlight=False, soft_wrap=True)
+    out.print("open in a browser:")
+    for p in result.previews:
+        out.print(f"  {p}", highlight=False, soft_wrap=True)
+    if not result.mails:
+        raise ValueError("the demo sent no mail")
+
+
+@app.command()
+@friendly
+def web(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the subscriber pages (subscribe, confirm, unsubscribe, feedback, preferences) with uvicorn.
+
+    Links use DIGEST_PUBLIC_URL; DIGEST_SECRET_KEY is required (it signs every link)."""
+    import uvicorn
+
+    from digest.web import create_app
+
+    s = settings()
+    application = create_app(s)  # refuses to start without a secret key (unless the demo fallback is on)
+    out.print(f"serving on http://{host}:{port} (public URL {s.public_url})", highlight=False, soft_wrap=True)
+    uvicorn.run(application, host=host, port=port, log_level="info")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -4,17 +4,26 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from digest.config import Settings
-from digest.models import Listing, UpsertReport
+from digest.models import Listing, Pick, Subscriber, SubscriberStatus, UpsertReport
 from digest.sources import huggingface
 from digest.store import create_db_engine, session_factory, upgrade
 from digest.store.papers import upsert_papers
+from digest.store.tables import DeliveryRow
+
+if TYPE_CHECKING:  # heavy imports (torch) only when embedding
+    from digest.embed import Embedder
+    from digest.rank import RankParams
 
 
 def open_store(settings: Settings, migrate: bool = True) -> Engine:
@@ -47,3 +56,276 @@ def store(engine: Engine, listing: Listing) -> StoreResult:
     with session_factory(engine).begin() as session:
         report = upsert_papers(session, listing.papers)
     return StoreResult(listing.listing_date, len(listing.papers), report)
+
+
+# ------------------------------------------------------------------------------------- embed and rank
+
+
+def embed(
+    engine: Engine,
+    settings: Settings,
+    start: date | None = None,
+    end: date | None = None,
+    arxiv_ids: Sequence[str] | None = None,
+    embedder: Embedder | None = None,
+) -> int:
+    """Encode the stored papers (listing dates ``[start, end]`` and/or ``arxiv_ids``; all when none) that
+    have no vector for ``settings.model_name`` or whose title/abstract changed. Returns how many."""
+    from digest.embed import Embedder, embed_missing
+
+    embedder = embedder or Embedder.from_settings(settings)
+    return embed_missing(engine, embedder, arxiv_ids, start, end)
+
+
+def digest_window(day: date, last_digest: date | None = None, max_days: int = 7) -> tuple[date, date]:
+    """Listing dates a digest for ``day`` covers: ``day`` itself, or every day since the subscriber's
+    last digest (exclusive), at most ``max_days`` days."""
+    if last_digest is None or last_digest >= day:
+        return day, day
+    start = max(last_digest + timedelta(days=1), day - timedelta(days=max_days - 1))
+    return start, day
+
+
+def rank_params(settings: Settings) -> RankParams:
+    from digest.rank import RankParams
+
+    return RankParams(
+        relevance_weight=settings.rank_relevance_weight,
+        trending_weight=settings.rank_trending_weight,
+        age_weight=settings.rank_age_weight,
+        negative_weight=settings.rank_negative_weight,
+        negative_floor=settings.rank_negative_floor,
+        min_relevance=settings.rank_min_relevance,
+        mmr_lambda=settings.rank_mmr_lambda,
+        window_days=settings.rank_window_days,
+    )
+
+
+@dataclass(frozen=True)
+class RankResult:
+    day: date
+    subscribers: list[Subscriber]  # in the order ranked
+    picks: dict[int, list[Pick]]  # subscriber id -> picks in rank order
+    embedded: int  # papers encoded first (missing or changed vectors of the window)
+
+
+def rank(
+    engine: Engine,
+    settings: Settings,
+    day: date,
+    *,
+    subscribers: Sequence[Subscriber] | None = None,
+    exclude: Mapping[int, set[str] | frozenset[str]] | None = None,
+    last_digest: Mapping[int, date] | None = None,
+    embedder: Embedder | None = None,
+) -> RankResult:
+    """Picks for ``subscribers`` (default: every active subscriber) on ``day``.
+
+    ``exclude[subscriber_id]``: arXiv ids already sent to that subscriber; ``last_digest[subscriber_id]``:
+    date of their last digest (window: see ``digest_window``). Embeds the window's missing papers first;
+    one model load and one encode call for all interest texts."""
+    from digest.embed import Embedder, embed_missing
+    from digest.profiles import build_profiles
+    from digest.rank import PaperMatrix, rank_subscribers
+    from digest.store.embeddings import paper_vectors
+    from digest.store.papers import papers_between
+    from digest.store.subscribers import list_subscribers
+
+    embedder = embedder or Embedder.from_settings(settings)
+    last_digest = last_digest or {}
+    with session_factory(engine)() as session:
+        subs = list(subscribers) if subscribers is not None else list_subscribers(
+            session, SubscriberStatus.active
+        )
+    windows = {
+        s.id: digest_window(day, last_digest.get(s.id), settings.rank_window_days)
+        for s in subs if s.id is not None
+    }
+    start = min((w[0] for w in windows.values()), default=day)
+    embedded = embed_missing(engine, embedder, None, start, day)
+    with session_factory(engine).begin() as session:
+        papers = papers_between(session, start, day)
+        vectors = paper_vectors(session, embedder.name, [p.arxiv_id for p in papers])
+        profiles = build_profiles(session, subs, embedder)
+    ranking = rank_subscribers(
+        profiles, PaperMatrix.from_papers(papers, vectors), day, exclude=exclude,
+        window_start={sid: w[0] for sid, w in windows.items()}, params=rank_params(settings),
+    )
+    return RankResult(day, subs, ranking.as_dict(), embedded)
+
+
+# ------------------------------------------------------------------------------------- plan and send
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    day: date
+    embedded: int
+    planned: int
+    skipped: int
+    existing: int
+
+
+def plan(engine: Engine, settings: Settings, day: date, *, embedder: Embedder | None = None) -> PlanResult:
+    """Rank every active subscriber who has no delivery for ``day`` yet and write their deliveries in one
+    transaction. Papers already mailed (or planned) to a subscriber are never picked again, and the window
+    reaches back to their last digest (at most ``rank_window_days``) so weekend papers are not lost.
+    Idempotent: planning a date twice adds nothing."""
+    from digest.store import deliveries as outbox
+    from digest.store.subscribers import list_subscribers
+
+    with session_factory(engine)() as session:
+        active = list_subscribers(session, SubscriberStatus.active)
+        ids = [s.id for s in active if s.id is not None]
+        done = set(session.scalars(
+            select(DeliveryRow.subscriber_id).where(DeliveryRow.digest_date == day)
+        ))
+        todo = [s for s in active if s.id not in done]
+        exclude = outbox.sent_paper_ids(session, ids, before=day)
+        last = outbox.last_digest_dates(session, ids, before=day)
+    if not todo:
+        return PlanResult(day, 0, 0, 0, len(done))
+    result = rank(engine, settings, day, subscribers=todo, exclude=exclude, last_digest=last, embedder=embedder)
+    with session_factory(engine).begin() as session:
+        report = outbox.plan_deliveries(session, day, {s.id: result.picks.get(s.id, []) for s in todo if s.id})
+    return PlanResult(day, result.embedded, report.planned, report.skipped, report.existing + len(done))
+
+
+def preview(
+    engine: Engine, settings: Settings, day: date, out_dir: str | Path, *, emails: Sequence[str] | None = None,
+    embedder: Embedder | None = None,
+) -> list[Path]:
+    """Write each subscriber's digest for ``day`` as an HTML file without sending or planning anything.
+    Returns the paths written (``<out_dir>/<date>/<email>.html``); subscribers with no picks get none."""
+    from digest.render import build_context, render_digest
+    from digest.signing import LinkSigner
+    from digest.store import deliveries as outbox
+    from digest.store.papers import papers_between
+    from digest.store.subscribers import get_subscriber, list_subscribers
+
+    signer = LinkSigner.from_settings(settings)
+    with session_factory(engine)() as session:
+        subs = ([get_subscriber(session, e) for e in emails] if emails is not None
+                else list_subscribers(session, SubscriberStatus.active))
+        ids = [s.id for s in subs if s.id is not None]
+        exclude = outbox.sent_paper_ids(session, ids, before=day)
+        last = outbox.last_digest_dates(session, ids, before=day)
+    result = rank(engine, settings, day, subscribers=subs, exclude=exclude, last_digest=last, embedder=embedder)
+    start = min((digest_window(day, last.get(i), settings.rank_window_days)[0] for i in ids), default=day)
+    with session_factory(engine)() as session:
+        papers = {p.arxiv_id: p for p in papers_between(session, start, day)}
+    folder = Path(out_dir) / day.isoformat()
+    folder.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for sub in subs:
+        picks = result.picks.get(sub.id or -1, [])
+        if not picks:
+            continue
+        ctx = build_context(sub, day, [(papers[p.arxiv_id], p) for p in picks], settings, signer)
+        path = folder / f"{sub.email}.html"
+        path.write_text(render_digest(ctx).html, encoding="utf-8")
+        written.append(path)
+    return written
+
+
+class _Spacer:
+    """Spaces the backfill's listing requests by at least ``interval`` seconds, process-wide (HF allows
+    about 100 anonymous requests per 5 minutes)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last = float("-inf")
+
+    def wait(self, interval: float) -> None:
+        with self._lock:
+            delay = self._last + interval - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self._last = time.monotonic()
+
+
+_backfill_spacer = _Spacer()
+
+
+@dataclass(frozen=True)
+class BackfillDay:
+    day: date
+    status: str  # "stored", "skipped (already stored)", "empty"
+    fetched: int = 0
+    new: int = 0
+    embedded: int = 0
+
+
+def backfill_day(engine: Engine, settings: Settings, day: date, *, refresh: bool = False,
+                 embedder: Embedder | None = None) -> BackfillDay:
+    """Fetch, store and embed one past date. Resumable: a date already in the store is skipped (no
+    request) unless ``refresh``. A listing that does not parse raises, as in the daily run."""
+    from digest.store.papers import count_papers
+
+    if not refresh:
+        with session_factory(engine)() as session:
+            if count_papers(session, day):
+                return BackfillDay(day, "skipped (already stored)")
+    _backfill_spacer.wait(settings.backfill_min_interval)
+    listing = fetch(settings, day)
+    if listing.is_empty:
+        return BackfillDay(day, "empty")
+    stored = store(engine, listing)
+    n = embed(engine, settings, day, day, embedder=embedder)
+    return BackfillDay(day, "stored", stored.fetched, stored.report.new, n)
+
+
+def late_listings(engine: Engine, settings: Settings, day: date) -> list[StoreResult]:
+    """Fetch the ``settings.catchup_refetch_days`` days before ``day`` again and store what was added
+    after their own run: HF's list for a day keeps growing through the day (an early run may even see an
+    empty day), and the catch-up window of the ranking then mails those papers. Failures here are
+    logged and skipped: they must not stop today's digest."""
+    import logging
+
+    results = []
+    for back in range(settings.catchup_refetch_days, 0, -1):
+        d = day - timedelta(days=back)
+        try:
+            listing = fetch(settings, d)
+        except Exception as e:  # noqa: BLE001 - best effort, today's listing is what must not fail
+            logging.getLogger(__name__).warning("re-fetch of %s failed: %s", d, e)
+            continue
+        if not listing.is_empty:
+            results.append(store(engine, listing))
+    return results
+
+
+def today(settings: Settings) -> date:
+    """Today's date in the configured timezone (the schedule's)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    return datetime.now(ZoneInfo(settings.timezone)).date()
+
+
+@dataclass
+class DaySummary:
+    """What one day's run did: logged and published as a Prefect artifact by the flow."""
+
+    day: date
+    listing: str = "ok"  # "ok" or "no listing today"
+    papers_fetched: int = 0
+    papers_new: int = 0
+    papers_late: int = 0  # new papers of earlier days, found by re-fetching them
+    papers_embedded: int = 0
+    deliveries_planned: int = 0
+    deliveries_skipped: int = 0
+    sent: int = 0
+    failed: int = 0
+    resent: int = 0
+    suppressed: int = 0
+    retried: int = 0
+    pending: int = 0
+
+    def rows(self) -> list[tuple[str, object]]:
+        return [(k.replace("_", " "), v) for k, v in self.__dict__.items() if k != "day"]
+
+    def markdown(self) -> str:
+        lines = [f"# Daily digest {self.day.isoformat()}", "", "| what | count |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in self.rows()]
+        return "\n".join(lines)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 from dataclasses import dataclass, field
 from datetime import date
@@ -11,6 +10,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from digest.config import Settings
+from digest.mailsink import free_port
 from digest.models import Paper, Pick, Subscriber
 from digest.render import DigestContext, build_context
 from digest.signing import LinkSigner
@@ -47,12 +47,6 @@ def make_context(papers: list[Paper], sub: Subscriber | None = None, settings: S
     sub = sub or Subscriber(email="ada@example.org", name="Ada", id=7)
     signer = LinkSigner(SECRET, settings.public_url)
     return build_context(sub, DAY, [(p, pick(p, r)) for r, p in enumerate(papers, 1)], settings, signer)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

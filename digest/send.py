@@ -1,0 +1,199 @@
+"""Sending the day's planned deliveries: claim a batch, render, send over one reused connection, commit
+the outcome after every message. N workers (``smtp_connections``) each hold their own connection.
+
+Guarantees (DESIGN.md, "Delivery guarantees"): nothing planned is lost; a message is re-sent only if a
+sender died between the server accepting it and the ``sent`` commit, and then with the same Message-ID;
+4xx/timeouts retry with backoff until the deadline; 5xx fails the delivery (and a refused recipient is
+suppressed); too many errors in a row stop the run loudly."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from email.message import EmailMessage
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from digest.config import Settings
+from digest.mail import PermanentSendError, TransientSendError, build_message, make_transport, message_id
+from digest.render import build_context, render_digest
+from digest.signing import LinkSigner
+from digest.store import session_factory
+from digest.store import deliveries as outbox
+from digest.store.papers import row_to_paper
+from digest.store.subscribers import row_to_subscriber
+from digest.store.tables import PaperRow, SubscriberRow
+
+log = logging.getLogger(__name__)
+
+
+class TooManySendErrors(RuntimeError):
+    """The SMTP server failed too many messages in a row: the run stops instead of burning the list."""
+
+    def __init__(self, message: str, report: SendReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass
+class SendReport:
+    digest_date: date
+    sent: int = 0
+    failed: int = 0
+    suppressed: int = 0
+    retried: int = 0  # transient errors that were put back for another attempt
+    resent: int = 0  # rows a dead sender left in flight, released to be sent again
+    pending: int = 0  # still planned when the run ended (deadline reached): the next run sends them
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {k: v for k, v in self.__dict__.items() if k != "errors"} | {"digest_date": self.digest_date.isoformat()}
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def compose(session: Session, claimed: outbox.Claimed, settings: Settings, signer: LinkSigner) -> EmailMessage:
+    """Render one claimed delivery into the message that goes on the wire."""
+    sub_row = session.get(SubscriberRow, claimed.subscriber_id)
+    if sub_row is None:
+        raise LookupError(f"subscriber {claimed.subscriber_id} is gone")
+    subscriber = row_to_subscriber(sub_row)
+    picks = outbox.items_of(session, claimed.delivery_id)
+    rows = {r.arxiv_id: r for r in session.scalars(select(PaperRow).where(PaperRow.arxiv_id.in_([p.arxiv_id for p in picks])))}
+    pairs = [(row_to_paper(rows[p.arxiv_id]), p) for p in picks if p.arxiv_id in rows]
+    ctx = build_context(subscriber, claimed.digest_date, pairs, settings, signer)
+    rendered = render_digest(ctx)
+    return build_message(
+        rendered, to_addr=subscriber.email, to_name=subscriber.name, from_addr=settings.mail_from,
+        message_id=message_id(claimed.subscriber_id, claimed.digest_date, settings.message_id_domain),
+        list_id=settings.list_id, unsubscribe_url=ctx.unsubscribe_url, unsubscribe_mailto=ctx.unsubscribe_mailto,
+    )
+
+
+class _Run:
+    def __init__(self, engine: Engine, settings: Settings, day: date, signer: LinkSigner,
+                 transport_factory: Callable[[], object]) -> None:
+        self.sessions = session_factory(engine)
+        self.settings = settings
+        self.day = day
+        self.signer = signer
+        self.transport_factory = transport_factory
+        self.report = SendReport(day)
+        self.lock = threading.Lock()
+        self.consecutive = 0
+        self.abort = threading.Event()
+        self.deadline = time.monotonic() + settings.send_deadline_seconds
+
+    def _backoff(self, attempts: int) -> timedelta:
+        s = self.settings
+        return timedelta(seconds=min(s.send_retry_max, s.send_retry_initial * 2 ** max(0, attempts - 1)))
+
+    def _error(self, counts: bool, text: str) -> None:
+        with self.lock:
+            self.report.errors.append(text)
+            if counts:
+                self.consecutive += 1
+                if self.consecutive >= self.settings.send_max_consecutive_errors:
+                    self.abort.set()
+
+    def _ok(self) -> None:
+        with self.lock:
+            self.consecutive = 0
+            self.report.sent += 1
+
+    def _send_one(self, transport, claimed: outbox.Claimed) -> None:  # type: ignore[no-untyped-def]
+        try:
+            with self.sessions() as s:
+                msg = compose(s, claimed, self.settings, self.signer)
+        except Exception as e:  # a bug or missing data: recorded on the row, never dropped silently
+            log.exception("cannot render delivery %s", claimed.delivery_id)
+            with self.sessions.begin() as s:
+                outbox.mark_failed(s, claimed.delivery_id, f"render: {type(e).__name__}: {e}")
+            with self.lock:
+                self.report.failed += 1
+            self._error(True, f"render {claimed.delivery_id}: {e}")
+            return
+        try:
+            transport.send(msg)
+        except TransientSendError as e:
+            past_deadline = time.monotonic() >= self.deadline
+            with self.sessions.begin() as s:
+                outbox.mark_retry(s, claimed.delivery_id, f"{e}", datetime.now(timezone.utc) + self._backoff(claimed.attempts))
+            with self.lock:
+                self.report.retried += 1
+            self._error(True, f"{msg['To']}: {e}" + (" (deadline reached)" if past_deadline else ""))
+        except PermanentSendError as e:
+            suppress = claimed.subscriber_id if e.recipient_rejected else None
+            with self.sessions.begin() as s:
+                outbox.mark_failed(s, claimed.delivery_id, str(e), suppress_subscriber=suppress)
+            with self.lock:
+                self.report.failed += 1
+                self.report.suppressed += int(suppress is not None)
+            # A refused recipient is that address's problem; any other 5xx is the server's.
+            self._error(not e.recipient_rejected, f"{msg['To']}: {e}")
+        else:
+            with self.sessions.begin() as s:
+                outbox.mark_sent(s, claimed.delivery_id, msg["Message-ID"])
+            self._ok()
+
+    def worker(self) -> None:
+        with self.transport_factory() as transport:  # type: ignore[attr-defined]
+            while not self.abort.is_set():
+                with self.sessions.begin() as s:
+                    batch = outbox.claim_batch(s, self.day, self.settings.send_batch_size)
+                if not batch:
+                    with self.sessions() as s:
+                        due = outbox.next_due(s, self.day)
+                    if due is None:
+                        return
+                    wait = (_aware(due) - datetime.now(timezone.utc)).total_seconds()
+                    if time.monotonic() + max(wait, 0) > self.deadline:
+                        return  # left planned for the next run, counted as pending
+                    time.sleep(min(max(wait, 0.01), 1.0))
+                    continue
+                for i, claimed in enumerate(batch):
+                    if self.abort.is_set():
+                        with self.sessions.begin() as s:
+                            outbox.release(s, [c.delivery_id for c in batch[i:]])
+                        return
+                    self._send_one(transport, claimed)
+
+
+def send_day(
+    engine: Engine,
+    settings: Settings,
+    day: date,
+    *,
+    signer: LinkSigner | None = None,
+    transport_factory: Callable[[], object] | None = None,
+) -> SendReport:
+    """Send every planned delivery of ``day``. Safe to run again, and alongside another sender."""
+    run = _Run(engine, settings, day, signer or LinkSigner.from_settings(settings),
+               transport_factory or (lambda: make_transport(settings)))
+    with run.sessions.begin() as s:
+        run.report.resent = outbox.release_expired(s, day, timedelta(seconds=settings.send_lease_seconds))
+    workers = max(1, settings.smtp_connections if settings.smtp_host else 1)
+    if workers == 1:
+        run.worker()
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="sender") as pool:
+            for f in [pool.submit(run.worker) for _ in range(workers)]:
+                f.result()
+    with run.sessions() as s:
+        run.report.pending = outbox.status_counts(s, day).get(outbox.DeliveryStatus.planned.value, 0)
+    if run.abort.is_set():
+        last = run.report.errors[-1] if run.report.errors else "?"
+        raise TooManySendErrors(
+            f"stopped after {settings.send_max_consecutive_errors} send errors in a row (last: {last}); "
+            f"{run.report.sent} sent, {run.report.pending} left planned for the next run",
+            run.report,
+        )
+    return run.report

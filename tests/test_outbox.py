@@ -1,0 +1,95 @@
+"""The outbox on a real SQLite file: idempotent planning, compare-and-set claims, lease release."""
+
+from __future__ import annotations
+
+import threading
+from datetime import date, timedelta
+
+from digest import pipeline
+from digest.models import Pick
+from digest.sources.huggingface import load_listing_file
+from digest.store import session_factory
+from digest.store import deliveries as outbox
+from digest.store.subscribers import add_subscriber
+
+from .conftest import HF_FIXTURES
+
+DAY = date(2025, 6, 5)
+
+
+def setup_outbox(settings, n_subscribers: int = 5):  # type: ignore[no-untyped-def]
+    engine = pipeline.open_store(settings)
+    listing = load_listing_file(HF_FIXTURES / "api_daily_papers_2025-06-05.collector.json")
+    pipeline.store(engine, listing)
+    ids = [p.arxiv_id for p in listing.papers]
+    with session_factory(engine).begin() as s:
+        subs = [add_subscriber(s, f"reader{i}@example.org", interests=["x"]).id for i in range(n_subscribers)]
+    picks = {sid: [Pick(arxiv_id=ids[(sid + k) % len(ids)], rank=k + 1, score=1.0 - k / 10, reason="trending")
+                   for k in range(3)] for sid in subs}
+    return engine, subs, picks, ids
+
+
+def test_planning_is_idempotent(settings) -> None:  # type: ignore[no-untyped-def]
+    engine, subs, picks, _ = setup_outbox(settings)
+    picks[subs[0]] = []
+    with session_factory(engine).begin() as s:
+        first = outbox.plan_deliveries(s, DAY, picks)
+    assert (first.planned, first.skipped, first.existing) == (4, 1, 0)
+    with session_factory(engine).begin() as s:
+        again = outbox.plan_deliveries(s, DAY, picks)
+    assert (again.planned, again.skipped, again.existing) == (0, 0, 5)
+    with session_factory(engine)() as s:
+        assert outbox.status_counts(s, DAY) == {"planned": 4, "skipped": 1}
+        assert [p.rank for p in outbox.items_of(s, 1)] in ([], [1, 2, 3])
+
+
+def test_concurrent_claims_never_share_a_row(settings) -> None:  # type: ignore[no-untyped-def]
+    engine, subs, picks, _ = setup_outbox(settings, n_subscribers=40)
+    with session_factory(engine).begin() as s:
+        outbox.plan_deliveries(s, DAY, picks)
+    claimed: list[list[int]] = [[], [], [], []]
+
+    def claimer(k: int) -> None:
+        while True:
+            with session_factory(engine).begin() as s:
+                batch = outbox.claim_batch(s, DAY, 3)
+            if not batch:
+                return
+            claimed[k].extend(c.delivery_id for c in batch)
+
+    threads = [threading.Thread(target=claimer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    everything = [d for part in claimed for d in part]
+    assert len(everything) == 40 and len(set(everything)) == 40
+
+
+def test_expired_lease_is_released_and_counted(settings) -> None:  # type: ignore[no-untyped-def]
+    engine, subs, picks, _ = setup_outbox(settings)
+    with session_factory(engine).begin() as s:
+        outbox.plan_deliveries(s, DAY, picks)
+    with session_factory(engine).begin() as s:
+        batch = outbox.claim_batch(s, DAY, 2)
+    assert len(batch) == 2
+    with session_factory(engine).begin() as s:
+        assert outbox.release_expired(s, DAY, timedelta(hours=1)) == 0  # still leased
+        assert outbox.release_expired(s, DAY, timedelta(seconds=0)) == 2
+    with session_factory(engine).begin() as s:
+        again = outbox.claim_batch(s, DAY, 10)
+    assert {c.delivery_id for c in batch} <= {c.delivery_id for c in again}
+    assert max(c.resends for c in again) == 1
+
+
+def test_sent_papers_and_last_digest_dates(settings) -> None:  # type: ignore[no-untyped-def]
+    engine, subs, picks, _ = setup_outbox(settings, n_subscribers=2)
+    with session_factory(engine).begin() as s:
+        outbox.plan_deliveries(s, DAY, picks)
+        for c in outbox.claim_batch(s, DAY, 10):
+            outbox.mark_sent(s, c.delivery_id, f"<m{c.delivery_id}@x>")
+    with session_factory(engine)() as s:
+        sent = outbox.sent_paper_ids(s, subs, before=DAY + timedelta(days=1))
+        assert sent == {sid: {p.arxiv_id for p in picks[sid]} for sid in subs}
+        assert outbox.sent_paper_ids(s, subs, before=DAY) == {sid: set() for sid in subs}
+        assert outbox.last_digest_dates(s, subs, before=DAY + timedelta(days=3)) == {sid: DAY for sid in subs}
