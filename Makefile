@@ -14,10 +14,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
-# Runs the job on the embedded defaults: the bundled real listing snapshot, the SQLite file ./digest.db.
+# The whole day on the embedded defaults: the bundled real listing snapshot, a fresh SQLite file, three
+# demo subscribers, mails received by a real SMTP server on 127.0.0.1 into ./outbox/.
 demo: $(STAMP)
-	$(BIN)/digest fetch --from-file digest/data/listing_2026-08-18.json
-	$(BIN)/digest papers list --date 2026-08-18
+	PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/digest demo
 
 # The whole suite, slow tests included (this is what .ci/run calls).
 test: $(STAMP)
