@@ -65,7 +65,7 @@ def served(settings: Settings) -> Iterator[tuple[Settings, object]]:
 
 def test_subscribe_confirm_preferences_unsubscribe_in_chromium(served: tuple[Settings, object]) -> None:
     if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
-        pytest.skip("Chromium is not installed (apt-get install chromium)")
+        pytest.fail("Chromium is not installed: `make test` installs it (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     settings, recorder = served
