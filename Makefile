@@ -33,6 +33,8 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/ranking_quality.py
 	$(BIN)/python bench/rank_speed.py
+	$(BIN)/python bench/render_speed.py
+	$(BIN)/python bench/send_speed.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info digest.db digest.db-wal digest.db-shm outbox
