@@ -342,26 +342,8 @@ def _select_trending(allowed: np.ndarray, order: np.ndarray, trend: np.ndarray, 
     return index, scores, np.full((B, cap_max), -1, dtype=np.int64)
 
 
+@_gc_paused()  # a fresh context per call: decorator use of a contextmanager
 def rank_subscribers(
-    profiles: Sequence[Profile],
-    papers: PaperMatrix,
-    day: date,
-    *,
-    exclude: Mapping[int, set[str] | frozenset[str]] | None = None,
-    window_start: Mapping[int, date] | None = None,
-    params: RankParams = RankParams(),
-) -> Ranking:
-    """Rank ``papers`` for every profile.
-
-    ``exclude[subscriber_id]``: papers already sent to that subscriber (never picked).
-    ``window_start[subscriber_id]``: first listing date of that subscriber's window (default ``day``);
-    papers listed after ``day`` are never candidates."""
-    with _gc_paused():
-        return _rank_subscribers(profiles, papers, day, exclude=exclude, window_start=window_start,
-                                 params=params)
-
-
-def _rank_subscribers(
     profiles: Sequence[Profile],
     papers: PaperMatrix,
     day: date,
