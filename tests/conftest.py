@@ -20,7 +20,19 @@ CORPUS = SHARED / "fixtures" / "corpus" / "papers-a.jsonl"
 
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'digest.db'}"
+    """A fresh SQLite file per test; or, with DIGEST_TEST_DATABASE_URL set (e.g. a PostgreSQL database
+    made for the purpose), that database emptied before the test: the same suite checks another backend."""
+    other = os.environ.get("DIGEST_TEST_DATABASE_URL")
+    if not other:
+        return f"sqlite:///{tmp_path / 'digest.db'}"
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(other)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    return other
 
 
 @pytest.fixture

@@ -37,6 +37,8 @@ def test_migrations_run_from_empty(db_url: str) -> None:
     tables = set(inspect(engine).get_table_names())
     assert {"papers", "paper_upvotes", "subscribers", "alembic_version"} <= tables
     upgrade(engine)  # idempotent
+    if engine.dialect.name != "sqlite":
+        return
     with engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
