@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     rank_age_weight: float = Field(0.02, description="Weight of freshness (1 today, 0 at the window's age).")
     rank_negative_weight: float = Field(1.0, description="How hard a negative interest pushes a paper down.")
     rank_min_relevance: float = Field(0.25, description="Papers below this relevance are never picked.")
+    rank_min_picks: int = Field(
+        3, ge=0,
+        description="A subscriber with interests whose digest has fewer papers above rank_min_relevance is "
+        "topped up to this many (at most max_papers) with the most upvoted allowed papers, reason "
+        "'trending'. 0 disables.",
+    )
     rank_negative_floor: float = Field(0.25, description="Similarity to a negative interest below this is ignored.")
     rank_mmr_lambda: float = Field(0.85, description="1 = pure score, lower = more diverse picks.")
     rank_window_days: int = Field(7, ge=1, description="Longest window after a missed digest, in days.")

@@ -98,6 +98,7 @@ def rank_params(settings: Settings) -> RankParams:
         min_relevance=settings.rank_min_relevance,
         mmr_lambda=settings.rank_mmr_lambda,
         window_days=settings.rank_window_days,
+        min_picks=settings.rank_min_picks,
     )
 
 

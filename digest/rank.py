@@ -13,6 +13,9 @@ For every subscriber at once (chunks of subscribers, matrix products):
 * selection: maximal marginal relevance over the top ``max_papers x candidates_per_pick`` candidates, with
   a quota per positive vector (``max_papers // n`` each, at least 1) that is filled before the rest
   goes by MMR score;
+* a subscriber with positive vectors who gets fewer than ``min(min_picks, max_papers)`` picks above the
+  threshold is topped up to that many with the most upvoted of their allowed papers (same window,
+  already-sent set and keyword filters; never a paper a negative interest pushes down), reason "trending";
 * a subscriber without any positive vector gets the most upvoted papers of the window ("trending").
 """
 
@@ -56,6 +59,7 @@ class RankParams:
     window_days: int = 7
     candidates_per_pick: int = 3
     chunk_size: int = 8192
+    min_picks: int = 3  # top up with trending papers to this many when too few pass min_relevance; 0 = off
 
 
 @dataclass(frozen=True)
@@ -342,6 +346,46 @@ def _select_trending(allowed: np.ndarray, order: np.ndarray, trend: np.ndarray, 
     return index, scores, np.full((B, cap_max), -1, dtype=np.int64)
 
 
+def _fill_trending(
+    index: np.ndarray, scores: np.ndarray, labels: np.ndarray, allowed: np.ndarray, penalty: np.ndarray | None,
+    caps: np.ndarray, order: np.ndarray, trend: np.ndarray, min_picks: int,
+) -> None:
+    """In place: top up the rows with fewer than ``min(min_picks, cap)`` picks with the most upvoted of
+    their allowed papers not picked yet and not pushed down by a negative interest (label -1: trending)."""
+    if min_picks <= 0 or index.shape[1] == 0:
+        return
+    have = (index >= 0).sum(axis=1)
+    need = np.minimum(caps, min_picks) - have
+    aff = np.flatnonzero(need > 0)
+    if aff.size == 0:
+        return
+    # Columns in trending order (a copy): the next pick of a row is its first True column.
+    sel = np.ix_(aff, order)
+    ok = allowed[sel]
+    if penalty is not None:  # the negative interests' push-down (B, n)
+        ok &= penalty[sel] <= 0
+    inv = np.empty_like(order)
+    inv[order] = np.arange(order.size)
+    cur = index[aff]
+    r, c = np.nonzero(cur >= 0)
+    ok[r, inv[cur[r, c]]] = False
+    rows = np.arange(aff.size)
+    slot = have[aff]
+    left = need[aff]
+    for _ in range(int(left.max())):
+        j = ok.argmax(axis=1)
+        go = (left > 0) & ok[rows, j]
+        if not go.any():
+            break
+        g, jg = aff[go], order[j[go]]
+        index[g, slot[go]] = jg
+        scores[g, slot[go]] = trend[jg]
+        labels[g, slot[go]] = -1
+        ok[rows[go], j[go]] = False
+        slot += go
+        left -= go
+
+
 @_gc_paused()  # a fresh context per call: decorator use of a contextmanager
 def rank_subscribers(
     profiles: Sequence[Profile],
@@ -414,10 +458,13 @@ def rank_subscribers(
         pidx = pos_idx[lo : lo + step]
         rel, S_pos, loc_pos = sims.max_over(pidx)
         nidx = neg_idx[lo : lo + step]
+        push = None
         if (nidx >= 0).any():
             neg, _, _ = sims.max_over(nidx)
             neg[~np.isfinite(neg)] = 0.0
-            rel = rel - params.negative_weight * np.maximum(neg - params.negative_floor, 0.0)
+            push = params.negative_weight * np.maximum(neg - params.negative_floor, 0.0)
+            del neg
+            rel = rel - push
         valid = allowed & (rel >= params.min_relevance)
         score = np.where(valid, params.relevance_weight * rel + base[None, :], -np.inf).astype(np.float32)
         caps = np.array([p.max_papers for p in group], dtype=np.int64)
@@ -425,6 +472,7 @@ def rank_subscribers(
         i_, s_, l_ = _select_mmr(
             score, lambda top, S=S_pos, loc=loc_pos: _Sims.labels(S, loc, top), caps, n_pos, PP, params
         )
+        _fill_trending(i_, s_, l_, allowed, push, caps, order, trend, params.min_picks)
         w = i_.shape[1]
         index[rows, :w], scores[rows, :w], labels[rows, :w] = i_, s_, l_
 

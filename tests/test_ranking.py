@@ -103,6 +103,57 @@ def test_rank_pure_exclude_window_and_trending() -> None:
     assert all(p.reason == "trending" for p in out[2])
 
 
+def test_rank_pure_min_picks_top_up_matches_reference() -> None:
+    """The vectorised top-up against a plain loop: many subscribers with 0..k relevant picks, windows,
+    sent papers, keywords and a negative vector, all in one chunk and in chunks of 3."""
+    rng = np.random.default_rng(1)
+    n, dim = 60, 16
+    vecs = _unit(rng.normal(size=(n, dim)))
+    ids = tuple(f"2608.{i:05d}" for i in range(n))
+    days = np.array([DAY if i % 3 else date(2026, 8, 16) for i in range(n)], dtype="datetime64[D]")
+    texts = tuple("alpha" if i % 5 == 0 else "beta" for i in range(n))
+    papers = PaperMatrix(ids, vecs, rng.integers(0, 20, n), days, texts)  # many ties in upvotes
+    empty = np.zeros((0, dim), np.float32)
+    profiles, exclude, starts = [], {}, {}
+    for sid in range(24):
+        k = 1 + sid % 2
+        pos = _unit(vecs[rng.choice(n, k, replace=False)] + rng.normal(scale=0.3, size=(k, dim)))
+        neg = _unit(vecs[[sid % n]] + 0.01) if sid % 4 == 0 else empty
+        profiles.append(Profile(sid, pos, tuple(f"interest: {sid}.{i}" for i in range(k)), neg,
+                                exclude_keywords=("alpha",) if sid % 3 == 0 else (), max_papers=2 + sid % 5))
+        exclude[sid] = {ids[(sid * 7) % n], ids[(sid * 11) % n]}
+        if sid % 2:
+            starts[sid] = date(2026, 8, 16)
+    trending_order = sorted(range(n), key=lambda i: (-papers.upvotes[i], i))
+    for chunk in (8192, 3):
+        base = RankParams(min_relevance=0.6, chunk_size=chunk)
+        plain = rank(profiles, papers, DAY, exclude=exclude, window_start=starts,
+                     params=dataclasses.replace(base, min_picks=0))
+        out = rank(profiles, papers, DAY, exclude=exclude, window_start=starts,
+                   params=dataclasses.replace(base, min_picks=4))
+        filled = 0
+        for prof in profiles:
+            sid = prof.subscriber_id
+            got, before = out[sid], plain[sid]
+            assert got[: len(before)] == before  # the relevant picks are untouched
+            start = np.datetime64(starts.get(sid, DAY), "D")
+            picked = set(_ids(before))
+            neg_sim = (vecs @ prof.negatives.T).max(axis=1) if len(prof.negatives) else np.zeros(n)
+            allowed = [
+                i for i in trending_order
+                if start <= days[i] <= np.datetime64(DAY, "D") and ids[i] not in exclude[sid]
+                and not (prof.exclude_keywords and texts[i] == "alpha") and ids[i] not in picked
+                and neg_sim[i] <= 0.25
+            ]
+            want = max(min(4, prof.max_papers) - len(before), 0)
+            extra = got[len(before):]
+            assert _ids(extra) == [ids[i] for i in allowed[:want]]
+            assert all(p.reason == "trending" for p in extra)
+            assert [p.rank for p in got] == list(range(1, len(got) + 1))
+            filled += len(extra)
+        assert filled > 0
+
+
 # --------------------------------------------------------------------------------------- real model
 
 
@@ -254,3 +305,51 @@ def test_pipeline_rank_with_seed_feedback_and_cli_json(settings: Settings, embed
     assert set(payload[2]["picks"][0]) == {"paper_id", "score", "reason"}
     one = CliRunner().invoke(cli.app, ["rank", "--date", DAY.isoformat(), "--subscriber", "new@example.org"])
     assert one.exit_code == 0 and "new@example.org" in one.output and "seed@" not in one.output
+
+
+@pytest.mark.slow
+def test_no_match_gets_min_picks_trending(embedder, day_papers, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    """An interest that matches nothing on the day: topped up with the most upvoted allowed papers
+    (honouring the exclude keyword and the already-sent set); rank_min_picks=0 sends nothing."""
+    listing, papers = day_papers
+    sub = Subscriber("a@x.org", id=1, interests=("marine biology of coral reefs",),
+                     exclude_keywords=("vibeworlding",))
+    prof = _profile(embedder, sub)
+    assert (papers.vectors @ prof.positives.T).max() < 0.25  # really matches nothing
+    sent = {"2608.16859"}  # second most upvoted
+    params = pipeline.rank_params(settings)
+    assert params.min_picks == 3
+    picks = rank([prof], papers, DAY, exclude={1: sent}, params=params)[1]
+    upvotes = {p.arxiv_id: p.upvotes for p in listing}
+    allowed = [i for i in np.lexsort((np.arange(len(papers)), -papers.upvotes))
+               if "vibeworlding" not in papers.texts[i] and papers.ids[i] not in sent]
+    assert _ids(picks) == [papers.ids[i] for i in allowed[:3]]
+    assert "2608.15265" not in _ids(picks) and not sent & set(_ids(picks))  # VibeWorlding: excluded
+    assert all(p.reason == "trending" for p in picks) and [p.rank for p in picks] == [1, 2, 3]
+    got = [upvotes[a] for a in _ids(picks)]
+    assert got == sorted(got, reverse=True)
+    # Never a paper a negative interest pushes down.
+    neg = _profile(embedder, dataclasses.replace(sub, negative_interests=("GUI agents",)))
+    neg_ids = _ids(rank([neg], papers, DAY, exclude={1: sent}, params=params)[1])
+    assert GUI_AGENT in _ids(picks) and GUI_AGENT not in neg_ids and len(neg_ids) == 3
+    # max_papers below min_picks caps the top-up.
+    small = _profile(embedder, dataclasses.replace(sub, max_papers=2))
+    assert _ids(rank([small], papers, DAY, exclude={1: sent}, params=params)[1]) == _ids(picks)[:2]
+    off = pipeline.rank_params(settings.model_copy(update={"rank_min_picks": 0}))
+    assert off.min_picks == 0
+    assert rank([prof], papers, DAY, exclude={1: sent}, params=off)[1] == []
+
+
+@pytest.mark.slow
+def test_few_matches_are_topped_up_after_the_relevant_ones(embedder, day_papers) -> None:  # type: ignore[no-untyped-def]
+    _, papers = day_papers
+    gui = _profile(embedder, Subscriber("a@x.org", id=1, interests=("GUI agents",)))
+    strict = RankParams(min_relevance=0.5, min_picks=0)
+    relevant = rank([gui], papers, DAY, params=strict)[1]
+    assert 1 <= len(relevant) < 5
+    picks = rank([gui], papers, DAY, params=dataclasses.replace(strict, min_picks=5))[1]
+    assert picks[: len(relevant)] == relevant and len(picks) == 5
+    extra = picks[len(relevant):]
+    assert all(p.reason == "trending" for p in extra) and not set(_ids(extra)) & set(_ids(relevant))
+    order = [papers.ids[i] for i in np.lexsort((np.arange(len(papers)), -papers.upvotes))]
+    assert _ids(extra) == [a for a in order if a not in set(_ids(relevant))][: len(extra)]
