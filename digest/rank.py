@@ -486,17 +486,3 @@ def rank_subscribers(
         index[rows, :w], scores[rows, :w], labels[rows, :w] = i_, s_, l_
     return result
 
-
-def rank(
-    profiles: Sequence[Profile],
-    papers: PaperMatrix,
-    day: date,
-    *,
-    exclude: Mapping[int, set[str] | frozenset[str]] | None = None,
-    window_start: Mapping[int, date] | None = None,
-    params: RankParams = RankParams(),
-) -> dict[int, list[Pick]]:
-    """``{subscriber_id: [Pick, ...]}`` in rank order (see ``rank_subscribers``)."""
-    return rank_subscribers(
-        profiles, papers, day, exclude=exclude, window_start=window_start, params=params
-    ).as_dict()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from datetime import date
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,8 +14,8 @@ from typer.testing import CliRunner
 
 from digest import pipeline
 from digest.config import Settings
-from digest.models import Subscriber
-from digest.rank import PaperMatrix, Profile, RankParams, rank
+from digest.models import Pick, Subscriber
+from digest.rank import PaperMatrix, Profile, RankParams, rank_subscribers
 from digest.sources.huggingface import load_listing_file
 from digest.store import create_db_engine, session_factory, upgrade
 from digest.store.db import current_revision
@@ -33,6 +34,11 @@ GUI_AGENT = "2608.15930"  # UI-Mate: ... Foundation GUI Agents ...
 T2I_DIFFUSION = "2608.16887"  # An Empirical Study of Training Pixel-Space Text-to-Image Diffusion Models
 VIDEO_TALK = "2608.16143"  # AnyTalk: Speech Animation ... Leveraging a Video Generation Model
 OCR = "2608.12898"  # NaviDC-OCR: Navigating Document Parsing ...
+
+
+def rank(*args: Any, **kwargs: Any) -> dict[int, list[Pick]]:
+    """``{subscriber_id: [Pick, ...]}`` in rank order."""
+    return rank_subscribers(*args, **kwargs).as_dict()
 
 
 # ------------------------------------------------------------------------------------ no model needed
