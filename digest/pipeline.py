@@ -167,6 +167,22 @@ class PlanResult:
     existing: int
 
 
+def rank_with_history(
+    engine: Engine, settings: Settings, day: date, subscribers: Sequence[Subscriber], *,
+    embedder: Embedder | None = None,
+) -> RankResult:
+    """``rank`` with what the outbox knows: papers already mailed (or planned) to each subscriber are
+    excluded, and each window reaches back to their last digest (at most ``rank_window_days``)."""
+    from digest.store import deliveries as outbox
+
+    ids = [s.id for s in subscribers if s.id is not None]
+    with session_factory(engine)() as session:
+        exclude = outbox.sent_paper_ids(session, ids, before=day)
+        last = outbox.last_digest_dates(session, ids, before=day)
+    return rank(engine, settings, day, subscribers=subscribers, exclude=exclude, last_digest=last,
+                embedder=embedder)
+
+
 def plan(engine: Engine, settings: Settings, day: date, *, embedder: Embedder | None = None) -> PlanResult:
     """Rank every active subscriber who has no delivery for ``day`` yet and write their deliveries in one
     transaction. Papers already mailed (or planned) to a subscriber are never picked again, and the window
@@ -177,16 +193,13 @@ def plan(engine: Engine, settings: Settings, day: date, *, embedder: Embedder | 
 
     with session_factory(engine)() as session:
         active = list_subscribers(session, SubscriberStatus.active)
-        ids = [s.id for s in active if s.id is not None]
         done = set(session.scalars(
             select(DeliveryRow.subscriber_id).where(DeliveryRow.digest_date == day)
         ))
-        todo = [s for s in active if s.id not in done]
-        exclude = outbox.sent_paper_ids(session, ids, before=day)
-        last = outbox.last_digest_dates(session, ids, before=day)
+    todo = [s for s in active if s.id not in done]
     if not todo:
         return PlanResult(day, 0, 0, 0, len(done))
-    result = rank(engine, settings, day, subscribers=todo, exclude=exclude, last_digest=last, embedder=embedder)
+    result = rank_with_history(engine, settings, day, todo, embedder=embedder)
     with session_factory(engine).begin() as session:
         report = outbox.plan_deliveries(session, day, {s.id: result.picks.get(s.id, []) for s in todo if s.id})
     return PlanResult(day, result.embedded, report.planned, report.skipped, report.existing + len(done))
@@ -200,21 +213,16 @@ def preview(
     Returns the paths written (``<out_dir>/<date>/<email>.html``); subscribers with no picks get none."""
     from digest.render import build_context, render_digest
     from digest.signing import LinkSigner
-    from digest.store import deliveries as outbox
-    from digest.store.papers import papers_between
+    from digest.store.papers import papers_by_ids
     from digest.store.subscribers import get_subscriber, list_subscribers
 
     signer = LinkSigner.from_settings(settings)
     with session_factory(engine)() as session:
         subs = ([get_subscriber(session, e) for e in emails] if emails is not None
                 else list_subscribers(session, SubscriberStatus.active))
-        ids = [s.id for s in subs if s.id is not None]
-        exclude = outbox.sent_paper_ids(session, ids, before=day)
-        last = outbox.last_digest_dates(session, ids, before=day)
-    result = rank(engine, settings, day, subscribers=subs, exclude=exclude, last_digest=last, embedder=embedder)
-    start = min((digest_window(day, last.get(i), settings.rank_window_days)[0] for i in ids), default=day)
+    result = rank_with_history(engine, settings, day, subs, embedder=embedder)
     with session_factory(engine)() as session:
-        papers = {p.arxiv_id: p for p in papers_between(session, start, day)}
+        papers = papers_by_ids(session, (p.arxiv_id for picks in result.picks.values() for p in picks))
     folder = Path(out_dir) / day.isoformat()
     folder.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from email.message import EmailMessage
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from digest.config import Settings
@@ -26,9 +26,9 @@ from digest.render import build_context, render_digest
 from digest.signing import LinkSigner
 from digest.store import session_factory
 from digest.store import deliveries as outbox
-from digest.store.papers import row_to_paper
+from digest.store.papers import papers_by_ids
 from digest.store.subscribers import row_to_subscriber
-from digest.store.tables import PaperRow, SubscriberRow
+from digest.store.tables import SubscriberRow
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,8 @@ def compose(session: Session, claimed: outbox.Claimed, settings: Settings, signe
         raise LookupError(f"subscriber {claimed.subscriber_id} is gone")
     subscriber = row_to_subscriber(sub_row)
     picks = outbox.items_of(session, claimed.delivery_id)
-    rows = {r.arxiv_id: r for r in session.scalars(select(PaperRow).where(PaperRow.arxiv_id.in_([p.arxiv_id for p in picks])))}
-    pairs = [(row_to_paper(rows[p.arxiv_id]), p) for p in picks if p.arxiv_id in rows]
+    papers = papers_by_ids(session, (p.arxiv_id for p in picks))
+    pairs = [(papers[p.arxiv_id], p) for p in picks if p.arxiv_id in papers]
     ctx = build_context(subscriber, claimed.digest_date, pairs, settings, signer)
     rendered = render_digest(ctx)
     return build_message(

@@ -100,6 +100,13 @@ def row_to_paper(row: PaperRow) -> Paper:
     )
 
 
+def papers_by_ids(session: Session, arxiv_ids: Iterable[str]) -> dict[str, Paper]:
+    """The stored papers among ``arxiv_ids``, by id (unknown ids are absent)."""
+    ids = list(dict.fromkeys(arxiv_ids))
+    rows = session.scalars(select(PaperRow).where(PaperRow.arxiv_id.in_(ids))) if ids else []
+    return {r.arxiv_id: row_to_paper(r) for r in rows}
+
+
 def papers_between(session: Session, start: date, end: date) -> list[Paper]:
     """Papers first listed in ``[start, end]``, most upvoted first."""
     rows = session.scalars(
