@@ -12,7 +12,7 @@ from datetime import date, datetime, timezone
 from typing import Any
 
 from digest.config import Settings
-from digest.mail import POLICY, build_message, message_id
+from digest.mail import ListHeaders, build_mail, message_id
 from digest.models import Paper, Pick, Subscriber
 from digest.render import SUMMARY_CHARS, _inliner, _vars, build_context, environment, render_digest
 from digest.signing import LinkSigner
@@ -52,32 +52,30 @@ def main() -> None:
     rendered = render_digest(ctx)
 
     def build() -> Any:
-        return build_message(
+        return build_mail(
             rendered, to_addr=sub.email, to_name=sub.name, from_addr=settings.mail_from,
-            message_id=message_id(7, DAY, "digest.example"), list_id=settings.list_id,
-            unsubscribe_url=ctx.unsubscribe_url, unsubscribe_mailto=ctx.unsubscribe_mailto,
+            message_id=message_id(7, DAY, "digest.example"),
+            list_headers=ListHeaders(settings.list_id, ctx.unsubscribe_url, ctx.unsubscribe_mailto),
             date=datetime(2026, 8, 18, 6, tzinfo=timezone.utc),
         )
 
-    msg = build()
-    data = msg.as_bytes(policy=POLICY)
+    data = build().data
 
     def whole() -> bytes:
         c = build_context(sub, DAY, pairs, settings, signer)
         r = render_digest(c)
-        return build_message(
+        return build_mail(
             r, to_addr=sub.email, to_name=sub.name, from_addr=settings.mail_from,
-            message_id=message_id(7, DAY, "digest.example"), list_id=settings.list_id,
-            unsubscribe_url=c.unsubscribe_url, unsubscribe_mailto=c.unsubscribe_mailto,
-        ).as_bytes(policy=POLICY)
+            message_id=message_id(7, DAY, "digest.example"),
+            list_headers=ListHeaders(settings.list_id, c.unsubscribe_url, c.unsubscribe_mailto),
+        ).data
 
     rows = [
         ("build_context (23 signed tokens)", median_ms(lambda: build_context(sub, DAY, pairs, settings, signer))),
         ("Jinja render, HTML + text", median_ms(lambda: (html_t.render(_vars(ctx, ctx.items, SUMMARY_CHARS)), text_t.render(vars_)))),
         ("css-inline of the HTML", median_ms(lambda: _inliner().inline(raw_html))),
         ("render_digest (all of the above but context)", median_ms(lambda: render_digest(ctx))),
-        ("build_message (EmailMessage)", median_ms(build)),
-        ("as_bytes (flatten, what SMTP/file send)", median_ms(lambda: msg.as_bytes(policy=POLICY))),
+        ("build_mail (MIME message + flatten to bytes)", median_ms(build)),
         ("whole pipeline per mail", median_ms(whole)),
     ]
     print(f"10-paper digest, median of {N} runs, per mail:")

@@ -21,6 +21,7 @@ import css_inline
 from jinja2 import BaseLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined
 
 from digest.models import Paper, Pick, Subscriber
+from digest.text import has_control, one_line
 
 if TYPE_CHECKING:
     from digest.config import Settings
@@ -32,7 +33,6 @@ SHORT_SUMMARY_CHARS = 160  # first step of the size guard
 SUBJECT_CHARS = 120
 TEXT_WIDTH = 72
 _REPO_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\ufeff]")
 
 
 @dataclass(frozen=True)
@@ -66,10 +66,12 @@ class RenderedEmail:
 # -- Jinja environment -------------------------------------------------------------------------------
 
 
-def _loader() -> BaseLoader:
-    if _REPO_TEMPLATES.is_dir():  # source checkout / editable install
-        return FileSystemLoader(str(_REPO_TEMPLATES))
-    return PackageLoader("digest", "templates")  # wheel: templates/ ships as digest/templates
+def template_loader(folder: str) -> BaseLoader:
+    """The loader of ``templates/<folder>`` ("email" or "pages"): the source checkout's folder (editable
+    install), else the copy shipped in the wheel as ``digest/templates/<folder>``."""
+    if (_REPO_TEMPLATES / folder).is_dir():
+        return FileSystemLoader(str(_REPO_TEMPLATES / folder))
+    return PackageLoader("digest", f"templates/{folder}")
 
 
 @lru_cache(maxsize=16)
@@ -89,8 +91,9 @@ def _wrap(text: str, width: int = TEXT_WIDTH, indent: str = "") -> str:
 
 @lru_cache(maxsize=1)
 def environment() -> Environment:
+    """The Jinja environment of the email templates (``templates/email``)."""
     env = Environment(
-        loader=_loader(),
+        loader=template_loader("email"),
         autoescape=lambda name: bool(name) and name.endswith(".html.j2"),
         undefined=StrictUndefined,
         trim_blocks=True,
@@ -111,19 +114,12 @@ def _inliner() -> css_inline.CSSInliner:
 # -- view helpers ------------------------------------------------------------------------------------
 
 
-def clean(s: str | None) -> str:
-    """One line of display text: control characters and line breaks become spaces, runs collapse."""
-    if not s:
-        return ""
-    return " ".join(_CONTROL.sub(" ", s).split())
-
-
 def safe_url(url: str | None) -> str | None:
     """``url`` if it is an absolute http(s) URL without whitespace or control characters, else None."""
     if not url:
         return None
     url = url.strip()
-    if _CONTROL.search(url) or " " in url:
+    if has_control(url) or " " in url:
         return None
     try:
         parts = urlsplit(url)
@@ -144,7 +140,7 @@ def trim(text: str, limit: int) -> str:
 
 
 def authors_line(authors: Sequence[str]) -> str:
-    names = [n for n in (clean(a) for a in authors) if n]
+    names = [n for n in (one_line(a) for a in authors) if n]
     if len(names) > 3:
         return ", ".join(names[:3]) + " et al."
     return ", ".join(names)
@@ -152,7 +148,7 @@ def authors_line(authors: Sequence[str]) -> str:
 
 def reason_text(reason: str) -> str:
     """``Pick.reason`` ("interest: x", "seed paper: id", "liked: id", "trending") for a human."""
-    kind, _, value = clean(reason).partition(":")
+    kind, _, value = one_line(reason).partition(":")
     kind, value = kind.strip().lower(), value.strip()
     if kind == "interest" and value:
         return f"Matches your interest “{value}”"
@@ -162,12 +158,12 @@ def reason_text(reason: str) -> str:
         return f"Similar to a paper you liked (arXiv {value})"
     if kind == "trending":
         return "Trending today"
-    return clean(reason) or "Picked for you"
+    return one_line(reason) or "Picked for you"
 
 
 def make_subject(digest_date: date, top_title: str | None) -> str:
     base = f"Daily Papers, {digest_date.isoformat()}"
-    subject = f"{base}: {clean(top_title)}" if clean(top_title) else base
+    subject = f"{base}: {one_line(top_title)}" if one_line(top_title) else base
     return trim(subject, SUBJECT_CHARS)
 
 
@@ -195,24 +191,24 @@ class _Card:
 
 def _card(n: int, item: DigestItem, hf_base_url: str, summary_chars: int) -> _Card:
     p = item.paper
-    aid = quote(clean(p.arxiv_id), safe="./")
+    aid = quote(one_line(p.arxiv_id), safe="./")
     base = hf_base_url.rstrip("/")
     links = [("arXiv", f"https://arxiv.org/abs/{aid}"), ("PDF", f"https://arxiv.org/pdf/{aid}")]
     if code := safe_url(p.github_url):
         links.append(("Code", code))
     if project := safe_url(p.project_url):
         links.append(("Project page", project))
-    summary = clean(p.ai_summary) or clean(p.abstract)
+    summary = one_line(p.ai_summary) or one_line(p.abstract)
     return _Card(
         n=n,
         rank=item.pick.rank,
-        title=clean(p.title) or clean(p.arxiv_id),
+        title=one_line(p.title) or one_line(p.arxiv_id),
         url=f"{base}/papers/{aid}",
         authors=authors_line(p.authors),
         reason=reason_text(item.pick.reason),
         upvotes=max(int(p.upvotes), 0),
         summary=trim(summary, summary_chars) if summary_chars > 0 else "",
-        summary_is_ai=bool(clean(p.ai_summary)),
+        summary_is_ai=bool(one_line(p.ai_summary)),
         links=links,
         more_url=item.feedback_up_url,
         less_url=item.feedback_down_url,
@@ -229,8 +225,8 @@ def _vars(ctx: DigestContext, items: Sequence[DigestItem], summary_chars: int) -
         "cards": cards,
         "dropped": len(ctx.items) - len(items),
         "more_url": _listing_url(ctx),
-        "email": clean(ctx.subscriber.email),
-        "name": clean(ctx.subscriber.name),
+        "email": one_line(ctx.subscriber.email),
+        "name": one_line(ctx.subscriber.name),
         "unsubscribe_url": ctx.unsubscribe_url,
         "preferences_url": ctx.preferences_url,
         "unsubscribe_mailto": ctx.unsubscribe_mailto,
@@ -272,6 +268,18 @@ def render_digest(ctx: DigestContext, *, html_limit: int = HTML_LIMIT) -> Render
     return RenderedEmail(subject, html, text, keep)
 
 
+def render_confirmation(email: str, confirm_url: str, home_url: str, valid_days: int) -> RenderedEmail:
+    """The double opt-in mail (``templates/email/confirm.*``): subject, HTML and plain text."""
+    env = environment()
+    ctx = {"email": one_line(email), "confirm_url": confirm_url, "home_url": home_url, "days": valid_days}
+    return RenderedEmail(
+        subject="Confirm your Papers Digest subscription",
+        html=env.get_template("confirm.html.j2").render(ctx),
+        text=env.get_template("confirm.txt.j2").render(ctx),
+        included=0,
+    )
+
+
 # -- context -----------------------------------------------------------------------------------------
 
 
@@ -309,6 +317,6 @@ def build_context(
 
 
 __all__ = [
-    "DigestContext", "DigestItem", "RenderedEmail", "build_context", "render_digest", "environment",
-    "HTML_LIMIT",
+    "DigestContext", "DigestItem", "RenderedEmail", "build_context", "render_confirmation", "render_digest",
+    "environment", "template_loader", "HTML_LIMIT",
 ]

@@ -7,7 +7,6 @@ import socket
 from collections.abc import Iterator
 from datetime import date, datetime, timezone
 from email import message_from_bytes, policy
-from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -15,10 +14,12 @@ import pytest
 from digest.config import Settings
 from digest.mail import (
     FileTransport,
+    ListHeaders,
+    OutgoingMail,
     PermanentSendError,
     SmtpTransport,
     TransientSendError,
-    build_message,
+    build_mail,
     classify,
     make_transport,
     message_id,
@@ -32,16 +33,17 @@ HOSTILE_TITLE = '<script>alert(1)</script> "><img src=x onerror=alert(1)>'
 
 
 def make_message(to: str = "ada@example.org", name: str | None = "Ada", title: str | None = None,
-                 sid: int = 7, day: date = DAY) -> EmailMessage:
+                 sid: int = 7, day: date = DAY) -> OutgoingMail:
     papers = [paper(i) for i in range(10)]
     if title is not None:
         papers[0] = paper(0, title=title, authors=('<img src=x onerror=alert(2)>',))
     ctx = make_context(papers, Subscriber(email=to, name=name, id=sid))
     r = render_digest(ctx)
-    return build_message(
+    return build_mail(
         r, to_addr=to, to_name=name, from_addr="Papers Digest <digest@digest.example>",
-        message_id=message_id(sid, day, "digest.example"), list_id="Papers Digest <digest.digest.example>",
-        unsubscribe_url=ctx.unsubscribe_url, unsubscribe_mailto=ctx.unsubscribe_mailto,
+        message_id=message_id(sid, day, "digest.example"),
+        list_headers=ListHeaders("Papers Digest <digest.digest.example>", ctx.unsubscribe_url,
+                                 ctx.unsubscribe_mailto),
         date=datetime(2026, 8, 18, 6, 0, tzinfo=timezone.utc),
     )
 
@@ -85,7 +87,7 @@ def test_message_id_is_deterministic() -> None:
 
 def test_header_injection_is_impossible() -> None:
     msg = make_message(name="Ada\r\nBcc: victim@example.org", title="Hi\r\nBcc: victim@example.org")
-    raw = msg.as_bytes()
+    raw = msg.data
     assert b"\r\nBcc:" not in raw
     back = message_from_bytes(raw, policy=policy.default)
     assert back["Bcc"] is None and len(back.get_all("To")) == 1
@@ -223,7 +225,7 @@ def test_make_transport_smtp_when_host_set() -> None:
 
 def test_non_ascii_name_and_subject_are_encoded() -> None:
     msg = make_message(name='Zoë "Z" Ünïcode, PhD', title="Diffusion — “quoted” ▲")
-    raw = msg.as_bytes()
+    raw = msg.data
     assert raw.isascii()
     back = message_from_bytes(raw, policy=policy.default)
     assert back["To"].addresses[0].display_name == 'Zoë "Z" Ünïcode, PhD'
