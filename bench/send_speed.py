@@ -27,7 +27,7 @@ from digest.models import Pick  # noqa: E402
 from digest.send import send_day  # noqa: E402
 from digest.sources.huggingface import load_listing_file  # noqa: E402
 from digest.store import session_factory  # noqa: E402
-from digest.store import deliveries as outbox  # noqa: E402
+from digest.store import outbox  # noqa: E402
 from digest.store.subscribers import add_subscriber  # noqa: E402
 
 DAY = date(2025, 6, 5)

@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 from digest import pipeline
-from digest.addresses import InvalidAddressError
-from digest.config import Settings
+from digest.config import Settings, get_settings
+from digest.models import InvalidAddressError
 from digest.sources import FetchError, ListingFormatError
 from digest.store import session_factory, upgrade
 from digest.store.db import create_db_engine, current_revision
@@ -61,7 +61,7 @@ def friendly(fn: F) -> F:
 
 
 def settings() -> Settings:
-    return Settings()
+    return get_settings()
 
 
 def parse_day(value: str | None) -> date | None:
@@ -378,7 +378,7 @@ def demo(
 ) -> None:
     """The whole day on the bundled real listing: fresh SQLite file, three subscribers, mails received
     by a real SMTP server on 127.0.0.1 and stored in ./outbox/. No network, no configuration."""
-    from digest.demo import run_demo
+    from flows.demo import run_demo
 
     result = run_demo(workdir)
     _print_summary(result.summary)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
+
+from email_validator import EmailNotValidError, validate_email
 
 
 _VERSION_SUFFIX = re.compile(r"v\d+$")
@@ -35,17 +38,6 @@ class Paper:
     project_url: str | None = None
     thumbnail_url: str | None = None
     organization: str | None = None
-
-    @property
-    def arxiv_url(self) -> str:
-        return f"https://arxiv.org/abs/{self.arxiv_id}"
-
-    @property
-    def pdf_url(self) -> str:
-        return f"https://arxiv.org/pdf/{self.arxiv_id}"
-
-    def hf_url(self, base_url: str = "https://huggingface.co") -> str:
-        return f"{base_url.rstrip('/')}/papers/{self.arxiv_id}"
 
     @property
     def content_hash(self) -> str:
@@ -117,3 +109,66 @@ class Pick:
     rank: int  # 1 = first in the mail
     score: float
     reason: str  # "interest: <text>", "seed paper: <id>", "liked: <id>" or "trending"
+
+
+# -- what people type: addresses, names and lists of interests -------------------------------------------
+
+MAX_LIST_ITEMS = 30  # interests, keywords, seed papers per field
+MAX_ITEM_CHARS = 200
+MAX_PAPERS = 100  # papers per digest, at most
+FREQUENCIES = ("daily", "weekly")
+
+
+class InvalidAddressError(ValueError):
+    """An address or name that must not be stored (and must never reach a mail header)."""
+
+
+def normalise_email(raw: str) -> str:
+    """A syntactically valid address, lower-cased, so one person is one subscriber.
+
+    Deliverability (DNS) is not checked here: double opt-in proves an address works far better than an
+    MX lookup, and sign-up must not depend on the network."""
+    if any(c in raw for c in "\r\n\0"):
+        raise InvalidAddressError(f"invalid email address {raw!r}: contains a line break")
+    if len(raw) > 320:
+        raise InvalidAddressError("invalid email address: longer than 320 characters")
+    try:
+        result = validate_email(raw.strip(), check_deliverability=False)
+    except EmailNotValidError as e:
+        raise InvalidAddressError(f"invalid email address {raw!r}: {e}") from e
+    return result.normalized.lower()
+
+
+def clean_name(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    if any(c in raw for c in "\r\n\0"):
+        raise InvalidAddressError(f"invalid name {raw!r}: contains a line break")
+    name = " ".join(raw.split())
+    if len(name) > MAX_ITEM_CHARS:
+        raise InvalidAddressError(f"invalid name: longer than {MAX_ITEM_CHARS} characters")
+    return name or None
+
+
+def clean_list(values: Iterable[str], what: str) -> list[str]:
+    """Interests, keywords or ids as stored: whitespace collapsed, empty and repeated entries dropped.
+    Raises ``ValueError`` (naming ``what``) for an entry over ``MAX_ITEM_CHARS`` characters or more than
+    ``MAX_LIST_ITEMS`` entries: the one cleaner of every list a subscriber gives (CLI, web, import)."""
+    out: list[str] = []
+    for v in values:
+        v = " ".join(v.split())
+        if not v or v in out:
+            continue
+        if len(v) > MAX_ITEM_CHARS:
+            raise ValueError(f"{what}: each entry must be at most {MAX_ITEM_CHARS} characters")
+        out.append(v)
+    if len(out) > MAX_LIST_ITEMS:
+        raise ValueError(f"{what}: at most {MAX_LIST_ITEMS} entries")
+    return out
+
+
+def check_max_papers(n: int) -> int:
+    """``n`` if it is a valid number of papers per digest (1 to ``MAX_PAPERS``), else ``ValueError``."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_PAPERS:
+        raise ValueError(f"papers per mail must be a whole number between 1 and {MAX_PAPERS}, not {n!r}")
+    return n

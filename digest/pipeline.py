@@ -173,7 +173,7 @@ def rank_with_history(
 ) -> RankResult:
     """``rank`` with what the outbox knows: papers already mailed (or planned) to each subscriber are
     excluded, and each window reaches back to their last digest (at most ``rank_window_days``)."""
-    from digest.store import deliveries as outbox
+    from digest.store import outbox
 
     ids = [s.id for s in subscribers if s.id is not None]
     with session_factory(engine)() as session:
@@ -188,7 +188,7 @@ def plan(engine: Engine, settings: Settings, day: date, *, embedder: Embedder | 
     transaction. Papers already mailed (or planned) to a subscriber are never picked again, and the window
     reaches back to their last digest (at most ``rank_window_days``) so weekend papers are not lost.
     Idempotent: planning a date twice adds nothing."""
-    from digest.store import deliveries as outbox
+    from digest.store import outbox
     from digest.store.subscribers import list_subscribers
 
     with session_factory(engine)() as session:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PURPOSES = frozenset({"unsubscribe", "preferences", "feedback", "confirm"})
+CONFIRM_MAX_AGE = 7 * 24 * 3600  # a confirmation link works for 7 days
 VOTES = frozenset({"up", "down"})
 # Public and therefore worthless as a secret: only used with ``demo_secret_fallback=True``.
 DEMO_SECRET = "papers-digest-demo-secret-NOT-FOR-PRODUCTION"

@@ -73,9 +73,6 @@ def test_newest_schema_values() -> None:
     assert top.organization == "Tencent"
     assert "multimodal RL" in top.ai_keywords
     assert top.published_at is not None and top.published_at.date() == date(2026, 8, 15)
-    assert top.arxiv_url == "https://arxiv.org/abs/2608.15265"
-    assert top.pdf_url == "https://arxiv.org/pdf/2608.15265"
-    assert top.hf_url() == "https://huggingface.co/papers/2608.15265"
 
 
 def test_2024_page_collapses_arxiv_line_breaks() -> None:

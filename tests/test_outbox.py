@@ -9,7 +9,7 @@ from digest import pipeline
 from digest.models import Pick
 from digest.sources.huggingface import load_listing_file
 from digest.store import session_factory
-from digest.store import deliveries as outbox
+from digest.store import outbox
 from digest.store.subscribers import add_subscriber
 
 from .conftest import HF_FIXTURES

@@ -20,8 +20,11 @@ def test_wheel_contains_templates_migrations_and_snapshot(tmp_path: Path) -> Non
     )
     wheel = next(tmp_path.glob("papers_digest-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    templates = {p.name for p in (ROOT / "templates").iterdir() if p.suffix in (".j2", ".md")}
-    assert templates and {f"digest/templates/{t}" for t in templates} <= names
+    templates = {p.relative_to(ROOT / "templates").as_posix() for p in (ROOT / "templates").rglob("*")
+                 if p.suffix in (".j2", ".md")}
+    assert {"email/digest.html.j2", "email/confirm.txt.j2", "pages/subscribe.html.j2"} <= templates
+    assert {f"digest/templates/{t}" for t in templates} <= names
+    assert {"digest/mail/transports.py", "flows/demo.py"} <= names
     assert "digest/store/migrations/env.py" in names
     assert "digest/store/migrations/versions/0001_papers_subscribers.py" in names
     assert "digest/data/listing_2026-08-18.json" in names

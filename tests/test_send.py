@@ -23,7 +23,7 @@ from digest.models import Listing, Pick
 from digest.send import TooManySendErrors, send_day
 from digest.sources.huggingface import load_listing_file
 from digest.store import session_factory
-from digest.store import deliveries as outbox
+from digest.store import outbox
 from digest.store.subscribers import add_subscriber
 from digest.store.tables import DeliveryRow, SubscriberRow
 

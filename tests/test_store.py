@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, inspect, select, text
 
 from digest import pipeline
-from digest.addresses import InvalidAddressError
+from digest.models import InvalidAddressError
 from digest.models import SubscriberStatus
 from digest.sources.huggingface import load_listing_file, parse_api
 from digest.store import create_db_engine, session_factory, upgrade

@@ -4,6 +4,7 @@ a real SMTP server on 127.0.0.1."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -151,6 +152,45 @@ def test_subscribe_double_opt_in(client: TestClient, web_settings: Settings, smt
     assert row(web_settings, "ada@example.org").confirmed_at == first
 
 
+def deliveries(settings: Settings) -> list[tuple[str, str, int, str | None]]:
+    from digest.store.tables import DeliveryRow
+
+    with session_factory(create_db_engine(settings.database_url))() as session:
+        return [(d.kind, d.status, d.attempts, d.last_error)
+                for d in session.scalars(select(DeliveryRow).order_by(DeliveryRow.id))]
+
+
+def test_confirmation_goes_through_the_outbox_with_the_digest_headers(
+    client: TestClient, web_settings: Settings, smtp: Recorder
+) -> None:
+    subscribe(client, "ada@example.org")
+    assert deliveries(web_settings) == [("confirm", "sent", 1, None)]
+    msg = smtp.messages[0].parse()
+    assert re.fullmatch(r"<confirm-\d{4}-\d\d-\d\d-s1-[0-9a-f]{12}@papers-digest\.localhost>", msg["Message-ID"])
+    assert msg["Auto-Submitted"] == "auto-generated" and msg["List-Unsubscribe"] is None
+    assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
+
+
+def test_confirmation_refused_by_the_server_is_retried_not_lost(
+    web_settings: Settings, smtp: Recorder
+) -> None:
+    """A 451 at sign-up leaves the confirmation in the outbox with its error; the web process's retry
+    loop sends it once the retry is due."""
+    fast = web_settings.model_copy(update={"web_confirm_retry_seconds": 0.2, "send_retry_initial": 0.3})
+    smtp.rcpt_replies["late@example.org"] = ["451 4.7.1 greylisted, try again later"]
+    with TestClient(create_app(fast)) as c:
+        subscribe(c, "late@example.org")
+        ((kind, status, attempts, error),) = deliveries(fast)
+        assert (kind, status, attempts) == ("confirm", "planned", 1) and error and "451" in error
+        assert smtp.messages == []
+        deadline = time.monotonic() + 15
+        while not smtp.messages and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert [m.rcpt for m in smtp.messages] == ["late@example.org"]
+    assert deliveries(fast) == [("confirm", "sent", 2, None)]
+    assert confirm_link(smtp, "late@example.org").startswith(f"{PUBLIC}/confirm/")
+
+
 def test_duplicate_signup_does_not_leak(client: TestClient, web_settings: Settings, smtp: Recorder) -> None:
     new = subscribe(client, "dup@example.org")
     again_pending = subscribe(client, "dup@example.org", "something else", "50")
@@ -158,13 +198,13 @@ def test_duplicate_signup_does_not_leak(client: TestClient, web_settings: Settin
     assert new.text == again_pending.text
     assert len(rows(web_settings)) == 1
     assert row(web_settings, "dup@example.org").interests == ["video diffusion", "LLM reasoning"]  # unchanged
-    assert len(smtp.messages) == 2  # a fresh confirmation to the address itself: harmless
+    assert len(smtp.messages) == 1  # at most one confirmation per address and day (one outbox row)
     client.get(confirm_link(smtp, "dup@example.org"))
     assert row(web_settings, "dup@example.org").status == "active"
 
     already = subscribe(client, "DUP@example.org")
     assert already.status_code == 200 and already.text == new.text
-    assert len(smtp.messages) == 2  # an active address gets no new mail
+    assert len(smtp.messages) == 1  # an active address gets no new mail
     other = subscribe(client, "other@example.org")
     assert other.text.replace("other@example.org", "dup@example.org") == new.text
     assert len(rows(web_settings)) == 2
@@ -269,7 +309,7 @@ def test_tampered_and_foreign_tokens_change_nothing(
 def test_expired_confirm_link(client: TestClient, web_settings: Settings, signer: LinkSigner,
                               monkeypatch: pytest.MonkeyPatch) -> None:
     sid = add(web_settings, "late@example.org", "pending")
-    monkeypatch.setattr("digest.web.app.CONFIRM_MAX_AGE", -1)
+    monkeypatch.setattr("digest.web.routes.CONFIRM_MAX_AGE", -1)
     r = client.get(signer.confirm_url(sid))
     assert r.status_code == 400 and "expired" in r.text
     assert row(web_settings, "late@example.org").status == "pending"

@@ -1,4 +1,6 @@
-"""The outbox: planning deliveries idempotently, claiming them with compare-and-set, recording outcomes.
+"""The outbox: every mail the product sends is a row here first. Digests are planned idempotently (one per
+subscriber and date), confirmations are enqueued (at most one per subscriber and day); senders claim rows
+with compare-and-set and record each outcome.
 
 Every state change is its own short transaction, so a crash loses nothing: a row is ``planned`` until a
 sender claims it (``sending``), and ``sent`` is committed right after the SMTP server accepts the message.
@@ -13,12 +15,17 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from digest.models import Pick
 from digest.store.tables import DeliveryItemRow, DeliveryRow, SubscriberRow, utcnow
+
+
+class DeliveryKind(StrEnum):
+    digest = "digest"  # the day's digest, with its items
+    confirm = "confirm"  # the double opt-in mail
 
 
 class DeliveryStatus(StrEnum):
@@ -43,6 +50,15 @@ class Claimed:
     digest_date: date
     attempts: int
     resends: int
+    kind: DeliveryKind = DeliveryKind.digest
+
+
+def _scope(kind: DeliveryKind, digest_date: date | None) -> list[ColumnElement[bool]]:
+    """The rows one sender works on: a kind, and for digests one date (``None``: every date)."""
+    where = [DeliveryRow.kind == kind.value]
+    if digest_date is not None:
+        where.append(DeliveryRow.digest_date == digest_date)
+    return where
 
 
 def plan_deliveries(session: Session, digest_date: date, picks: Mapping[int, Sequence[Pick]]) -> PlanReport:
@@ -51,7 +67,7 @@ def plan_deliveries(session: Session, digest_date: date, picks: Mapping[int, Seq
     existing_ids = set(
         session.scalars(
             select(DeliveryRow.subscriber_id).where(
-                DeliveryRow.digest_date == digest_date, DeliveryRow.subscriber_id.in_(list(picks))
+                *_scope(DeliveryKind.digest, digest_date), DeliveryRow.subscriber_id.in_(list(picks))
             )
         )
     )
@@ -63,8 +79,8 @@ def plan_deliveries(session: Session, digest_date: date, picks: Mapping[int, Seq
             continue
         status = DeliveryStatus.planned if sub_picks else DeliveryStatus.skipped
         row = DeliveryRow(
-            subscriber_id=subscriber_id, digest_date=digest_date, status=status.value, attempts=0, resends=0,
-            created_at=now, updated_at=now,
+            subscriber_id=subscriber_id, digest_date=digest_date, kind=DeliveryKind.digest.value,
+            status=status.value, attempts=0, resends=0, created_at=now, updated_at=now,
             items=[DeliveryItemRow(rank=p.rank, arxiv_id=p.arxiv_id, score=float(p.score), reason=p.reason)
                    for p in sub_picks],
         )
@@ -81,14 +97,30 @@ def plan_deliveries(session: Session, digest_date: date, picks: Mapping[int, Seq
     return PlanReport(planned=planned, skipped=skipped, existing=existing)
 
 
-def release_expired(session: Session, digest_date: date, lease: timedelta) -> int:
+def enqueue_confirmation(session: Session, subscriber_id: int, day: date) -> int | None:
+    """A confirmation mail for ``subscriber_id``, to be sent like any other mail (claimed, retried,
+    recorded). At most one per subscriber and ``day``: returns the new row's id, or ``None`` when that
+    day's confirmation already exists (also when a concurrent request inserted it a moment ago)."""
+    now = utcnow()
+    row = DeliveryRow(subscriber_id=subscriber_id, digest_date=day, kind=DeliveryKind.confirm.value,
+                      status=DeliveryStatus.planned.value, attempts=0, resends=0, created_at=now, updated_at=now)
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        return None
+    return row.id
+
+
+def release_expired(session: Session, digest_date: date | None, lease: timedelta,
+                    kind: DeliveryKind = DeliveryKind.digest) -> int:
     """Rows left ``sending`` longer than ``lease`` (their sender died) go back to ``planned``; returns how
     many, which is how many messages may be sent a second time."""
     cutoff = utcnow() - lease
     result = session.execute(
         update(DeliveryRow)
         .where(
-            DeliveryRow.digest_date == digest_date,
+            *_scope(kind, digest_date),
             DeliveryRow.status == DeliveryStatus.sending.value,
             DeliveryRow.claimed_at <= cutoff,
         )
@@ -99,15 +131,19 @@ def release_expired(session: Session, digest_date: date, lease: timedelta) -> in
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def claim_batch(session: Session, digest_date: date, limit: int) -> list[Claimed]:
-    """Compare-and-set claim of up to ``limit`` due ``planned`` rows. Two senders never claim one row:
-    the UPDATE re-checks the status (and PostgreSQL skips rows another sender has locked)."""
+def claim_batch(session: Session, digest_date: date | None, limit: int,
+                kind: DeliveryKind = DeliveryKind.digest, ids: Sequence[int] | None = None) -> list[Claimed]:
+    """Compare-and-set claim of up to ``limit`` due ``planned`` rows of ``kind`` (and ``digest_date``,
+    and ``ids`` when given). Two senders never claim one row: the UPDATE re-checks the status (and
+    PostgreSQL skips rows another sender has locked)."""
     now = utcnow()
     due = and_(
-        DeliveryRow.digest_date == digest_date,
+        *_scope(kind, digest_date),
         DeliveryRow.status == DeliveryStatus.planned.value,
         or_(DeliveryRow.next_attempt_at.is_(None), DeliveryRow.next_attempt_at <= now),
     )
+    if ids is not None:
+        due = and_(due, DeliveryRow.id.in_(list(ids)))
     candidates = select(DeliveryRow.id).where(due).order_by(DeliveryRow.id).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True)
@@ -128,7 +164,7 @@ def claim_batch(session: Session, digest_date: date, limit: int) -> list[Claimed
         .where(DeliveryRow.claim_token == token, DeliveryRow.status == DeliveryStatus.sending.value)
         .order_by(DeliveryRow.id)
     )
-    return [Claimed(*r) for r in rows]
+    return [Claimed(*r, kind=kind) for r in rows]
 
 
 def _set(session: Session, delivery_id: int, **values: object) -> None:
@@ -169,13 +205,13 @@ def release(session: Session, delivery_ids: Iterable[int]) -> None:
         )
 
 
-def next_due(session: Session, digest_date: date) -> datetime | None:
-    """When the earliest ``planned`` row of the date becomes due (None: nothing left to send)."""
-    rows = session.execute(
-        select(func.count(), func.min(DeliveryRow.next_attempt_at)).where(
-            DeliveryRow.digest_date == digest_date, DeliveryRow.status == DeliveryStatus.planned.value
-        )
-    ).one()
+def next_due(session: Session, digest_date: date | None, kind: DeliveryKind = DeliveryKind.digest,
+             ids: Sequence[int] | None = None) -> datetime | None:
+    """When the earliest ``planned`` row of the scope becomes due (None: nothing left to send)."""
+    where = [*_scope(kind, digest_date), DeliveryRow.status == DeliveryStatus.planned.value]
+    if ids is not None:
+        where.append(DeliveryRow.id.in_(list(ids)))
+    rows = session.execute(select(func.count(), func.min(DeliveryRow.next_attempt_at)).where(*where)).one()
     if not rows[0]:
         return None
     return rows[1] or utcnow()
@@ -188,10 +224,10 @@ def items_of(session: Session, delivery_id: int) -> list[Pick]:
     return [Pick(arxiv_id=r.arxiv_id, rank=r.rank, score=r.score, reason=r.reason) for r in rows]
 
 
-def status_counts(session: Session, digest_date: date) -> dict[str, int]:
+def status_counts(session: Session, digest_date: date | None,
+                  kind: DeliveryKind = DeliveryKind.digest) -> dict[str, int]:
     rows = session.execute(
-        select(DeliveryRow.status, func.count()).where(DeliveryRow.digest_date == digest_date)
-        .group_by(DeliveryRow.status)
+        select(DeliveryRow.status, func.count()).where(*_scope(kind, digest_date)).group_by(DeliveryRow.status)
     )
     return {status: int(n) for status, n in rows}
 
@@ -207,7 +243,8 @@ def sent_paper_ids(session: Session, subscriber_ids: Iterable[int], before: date
     q = (
         select(DeliveryRow.subscriber_id, DeliveryItemRow.arxiv_id)
         .join(DeliveryItemRow, DeliveryItemRow.delivery_id == DeliveryRow.id)
-        .where(DeliveryRow.subscriber_id.in_(ids), DeliveryRow.status.in_(_COMMITTED))
+        .where(DeliveryRow.subscriber_id.in_(ids), DeliveryRow.kind == DeliveryKind.digest.value,
+               DeliveryRow.status.in_(_COMMITTED))
     )
     if before is not None:
         q = q.where(DeliveryRow.digest_date < before)
@@ -222,8 +259,8 @@ def last_digest_dates(session: Session, subscriber_ids: Iterable[int], before: d
     ids = list(subscriber_ids)
     rows = session.execute(
         select(DeliveryRow.subscriber_id, func.max(DeliveryRow.digest_date))
-        .where(DeliveryRow.subscriber_id.in_(ids), DeliveryRow.status == DeliveryStatus.sent.value,
-               DeliveryRow.digest_date < before)
+        .where(DeliveryRow.subscriber_id.in_(ids), DeliveryRow.kind == DeliveryKind.digest.value,
+               DeliveryRow.status == DeliveryStatus.sent.value, DeliveryRow.digest_date < before)
         .group_by(DeliveryRow.subscriber_id)
     )
     return {sid: d for sid, d in rows}

@@ -133,10 +133,6 @@ def count_papers(session: Session, day: date | None = None) -> int:
     return int(session.scalar(q) or 0)
 
 
-def stored_dates(session: Session) -> set[date]:
-    return set(session.scalars(select(PaperRow.listing_date).distinct()))
-
-
 def upvote_history(session: Session, arxiv_id: str) -> Sequence[int]:
     return list(
         session.scalars(select(UpvoteRow.upvotes).where(UpvoteRow.arxiv_id == arxiv_id).order_by(UpvoteRow.id))

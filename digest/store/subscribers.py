@@ -1,15 +1,25 @@
-"""Repository functions for subscribers."""
+"""Repository functions for subscribers: the only doors through which the CLI and the web pages read and
+change a subscriber. Every value is validated by the domain rules in ``digest.models`` on the way in."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from digest.addresses import clean_name, normalise_email
-from digest.models import Subscriber, SubscriberStatus, normalise_arxiv_id
-from digest.store.tables import SubscriberRow
+from digest.models import (
+    FREQUENCIES,
+    Subscriber,
+    SubscriberStatus,
+    check_max_papers,
+    clean_list,
+    clean_name,
+    normalise_arxiv_id,
+    normalise_email,
+)
+from digest.store.tables import SubscriberRow, utcnow
 
 
 class SubscriberExistsError(ValueError):
@@ -20,13 +30,17 @@ class SubscriberNotFoundError(LookupError):
     pass
 
 
-def _clean_list(values: Sequence[str]) -> list[str]:
-    out: list[str] = []
-    for v in values:
-        v = " ".join(v.split())
-        if v and v not in out:
-            out.append(v)
-    return out
+@dataclass(frozen=True, slots=True)
+class Preferences:
+    """What a subscriber sets on the preferences page (and the CLI): each list is cleaned by
+    ``clean_list``, ``max_papers`` checked by ``check_max_papers``."""
+
+    interests: Sequence[str] = ()
+    negative_interests: Sequence[str] = ()
+    include_keywords: Sequence[str] = ()
+    exclude_keywords: Sequence[str] = ()
+    max_papers: int = 10
+    frequency: str = "daily"
 
 
 def row_to_subscriber(row: SubscriberRow) -> Subscriber:
@@ -37,6 +51,22 @@ def row_to_subscriber(row: SubscriberRow) -> Subscriber:
         seed_papers=tuple(row.seed_papers), max_papers=row.max_papers, frequency=row.frequency,
         timezone=row.timezone, created_at=row.created_at, confirmed_at=row.confirmed_at,
     )
+
+
+def _apply(row: SubscriberRow, prefs: Preferences) -> None:
+    """Validate every value first, then write them: a bad value raises ``ValueError`` with the row as it was."""
+    if prefs.frequency not in FREQUENCIES:
+        raise ValueError(f"frequency must be one of {', '.join(FREQUENCIES)}, not {prefs.frequency!r}")
+    values = {
+        "interests": clean_list(prefs.interests, "interests"),
+        "negative_interests": clean_list(prefs.negative_interests, "negative interests"),
+        "include_keywords": clean_list(prefs.include_keywords, "include keywords"),
+        "exclude_keywords": clean_list(prefs.exclude_keywords, "exclude keywords"),
+        "max_papers": check_max_papers(prefs.max_papers),
+        "frequency": prefs.frequency,
+    }
+    for key, value in values.items():
+        setattr(row, key, value)
 
 
 def add_subscriber(
@@ -52,28 +82,39 @@ def add_subscriber(
     max_papers: int = 10,
     status: SubscriberStatus = SubscriberStatus.active,
 ) -> Subscriber:
-    """Validate and store a subscriber. Raises ``InvalidAddressError`` or ``SubscriberExistsError``."""
+    """Validate and store a subscriber. Raises ``InvalidAddressError``, ``ValueError`` (a list or number
+    out of bounds) or ``SubscriberExistsError``."""
     address = normalise_email(email)
-    if max_papers < 1 or max_papers > 100:
-        raise ValueError(f"max papers must be between 1 and 100, not {max_papers}")
     if session.scalar(select(SubscriberRow.id).where(SubscriberRow.email == address)) is not None:
         raise SubscriberExistsError(f"{address} is already subscribed")
-    row = SubscriberRow(
-        email=address, name=clean_name(name), status=status.value,
-        interests=_clean_list(interests), negative_interests=_clean_list(negative_interests),
-        include_keywords=_clean_list(include_keywords), exclude_keywords=_clean_list(exclude_keywords),
-        seed_papers=_clean_list([normalise_arxiv_id(s) for s in seed_papers]), max_papers=max_papers,
-    )
+    row = SubscriberRow(email=address, name=clean_name(name), status=status.value)
+    _apply(row, Preferences(interests, negative_interests, include_keywords, exclude_keywords, max_papers))
+    row.seed_papers = clean_list([normalise_arxiv_id(s) for s in seed_papers], "seed papers")
     session.add(row)
     session.flush()
     return row_to_subscriber(row)
 
 
+def _row(session: Session, subscriber_id: int) -> SubscriberRow | None:
+    return session.get(SubscriberRow, subscriber_id)
+
+
+def find_subscriber(session: Session, subscriber_id: int | None = None, *, email: str | None = None) -> Subscriber | None:
+    """The subscriber with this id or address, or ``None``."""
+    if subscriber_id is not None:
+        row = _row(session, subscriber_id)
+    elif email is not None:
+        row = session.scalar(select(SubscriberRow).where(SubscriberRow.email == normalise_email(email)))
+    else:
+        raise TypeError("find_subscriber needs an id or an email")
+    return row_to_subscriber(row) if row is not None else None
+
+
 def get_subscriber(session: Session, email: str) -> Subscriber:
-    row = session.scalar(select(SubscriberRow).where(SubscriberRow.email == normalise_email(email)))
-    if row is None:
+    sub = find_subscriber(session, email=email)
+    if sub is None:
         raise SubscriberNotFoundError(f"no subscriber {email}")
-    return row_to_subscriber(row)
+    return sub
 
 
 def list_subscribers(session: Session, status: SubscriberStatus | None = None) -> list[Subscriber]:
@@ -89,3 +130,51 @@ def remove_subscriber(session: Session, email: str) -> None:
         raise SubscriberNotFoundError(f"no subscriber {email}")
     session.delete(row)
     session.flush()
+
+
+def request_subscription(session: Session, email: str, interests: Sequence[str], max_papers: int) -> int | None:
+    """A sign-up: a new address is stored ``pending``; ``None`` when the address is already active (it
+    gets no mail). Returns the id of the subscriber to send a confirmation to. Nothing of a known address
+    changes until the confirmation is used."""
+    address = normalise_email(email)
+    row = session.scalar(select(SubscriberRow).where(SubscriberRow.email == address))
+    if row is None:
+        return add_subscriber(session, address, interests=interests, max_papers=max_papers,
+                              status=SubscriberStatus.pending).id
+    if row.status == SubscriberStatus.active.value:
+        return None
+    return row.id
+
+
+def confirm_subscriber(session: Session, subscriber_id: int) -> Subscriber | None:
+    """Make the subscriber active (a used confirmation link); ``None`` if there is no such subscriber."""
+    row = _row(session, subscriber_id)
+    if row is None:
+        return None
+    if row.status != SubscriberStatus.active.value:
+        row.status = SubscriberStatus.active.value
+        row.confirmed_at = utcnow()
+        session.flush()
+    return row_to_subscriber(row)
+
+
+def unsubscribe_subscriber(session: Session, subscriber_id: int) -> bool:
+    """Stop mailing the subscriber; ``False`` if there is no such subscriber. Idempotent."""
+    row = _row(session, subscriber_id)
+    if row is None:
+        return False
+    if row.status != SubscriberStatus.unsubscribed.value:
+        row.status = SubscriberStatus.unsubscribed.value
+        session.flush()
+    return True
+
+
+def update_preferences(session: Session, subscriber_id: int, prefs: Preferences) -> Subscriber:
+    """Replace the subscriber's preferences; raises ``ValueError`` (nothing changed) on a bad value and
+    ``SubscriberNotFoundError`` when there is no such subscriber."""
+    row = _row(session, subscriber_id)
+    if row is None:
+        raise SubscriberNotFoundError(f"no subscriber {subscriber_id}")
+    _apply(row, prefs)
+    session.flush()
+    return row_to_subscriber(row)

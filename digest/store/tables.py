@@ -86,7 +86,6 @@ class SubscriberRow(Base):
     confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-
 class PaperEmbeddingRow(Base):
     """One paper's vector for one model, and the content hash of the text it was computed from."""
 
@@ -127,19 +126,23 @@ class FeedbackRow(Base):
     value: Mapped[int] = mapped_column(SmallInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
+
 class DeliveryRow(Base):
-    """The outbox: one row per (subscriber, digest date). Status: planned -> sending -> sent | failed;
-    skipped when there was nothing to send."""
+    """The outbox: every mail the product sends, one row per (subscriber, date, kind). ``kind`` is
+    ``digest`` (the day's digest, with its items) or ``confirm`` (the double opt-in mail). Status:
+    planned -> sending -> sent | failed; skipped when there was nothing to send."""
 
     __tablename__ = "deliveries"
     __table_args__ = (
-        UniqueConstraint("subscriber_id", "digest_date", name="uq_deliveries_subscriber_id"),
+        UniqueConstraint("subscriber_id", "digest_date", "kind", name="uq_deliveries_subscriber_date_kind"),
         Index("ix_deliveries_date_status", "digest_date", "status"),
+        Index("ix_deliveries_kind_status", "kind", "status"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
     digest_date: Mapped[date] = mapped_column(Date)
+    kind: Mapped[str] = mapped_column(String(16), default="digest", server_default="digest")
     status: Mapped[str] = mapped_column(String(16), default="planned")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     resends: Mapped[int] = mapped_column(Integer, default=0)

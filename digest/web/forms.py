@@ -1,0 +1,75 @@
+"""The forms of the web pages: what each accepts, parsed and validated by the same domain rules as the
+CLI (``digest.models``). A value the user must correct raises ``FormError`` with the message to show."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from digest.models import FREQUENCIES, InvalidAddressError, check_max_papers, clean_list, normalise_email
+from digest.store.subscribers import Preferences
+
+MAX_FIELD_CHARS = 10_000  # one textarea
+MAX_BODY_BYTES = 64 * 1024  # every form here is a few KB; a reverse proxy should cap chunked bodies too
+
+
+class FormError(ValueError):
+    """A form value the user must correct (shown on the page, 400)."""
+
+
+def lines(text: str, what: str) -> list[str]:
+    """A textarea's entries, one per line, cleaned like every stored list."""
+    if len(text) > MAX_FIELD_CHARS:
+        raise FormError(f"{what}: too long")
+    try:
+        return clean_list(text.splitlines(), what)
+    except ValueError as e:
+        raise FormError(str(e)) from None
+
+
+def max_papers(raw: str) -> int:
+    try:
+        return check_max_papers(int(raw.strip()))
+    except ValueError:
+        raise FormError("papers per mail must be a whole number between 1 and 100") from None
+
+
+def address(raw: str) -> str:
+    try:
+        return normalise_email(raw)
+    except InvalidAddressError as e:
+        # the validator's reason without echoing the raw input twice
+        text = str(e)
+        reason = text.split(": ", 1)[1] if ": " in text and text.startswith("invalid email address") else ""
+        raise FormError(f"That doesn't look like a valid email address{': ' + reason if reason else '.'}") from None
+
+
+@dataclass(frozen=True)
+class SubscribeForm:
+    email: str
+    interests: list[str]
+    max_papers: int
+
+    @classmethod
+    def parse(cls, email: str, interests: str, papers: str) -> SubscribeForm:
+        return cls(address(email), lines(interests, "interests"), max_papers(papers))
+
+
+def parse_preferences(interests: str, negative_interests: str, include_keywords: str, exclude_keywords: str,
+                      papers: str, frequency: str) -> Preferences:
+    if frequency not in FREQUENCIES:
+        raise FormError("frequency must be daily or weekly")
+    return Preferences(
+        interests=lines(interests, "interests"), negative_interests=lines(negative_interests, "negative interests"),
+        include_keywords=lines(include_keywords, "include keywords"),
+        exclude_keywords=lines(exclude_keywords, "exclude keywords"), max_papers=max_papers(papers),
+        frequency=frequency,
+    )
+
+
+def preferences_values(prefs: Preferences) -> dict[str, object]:
+    """What the preferences form shows for stored preferences."""
+    return {
+        "interests": "\n".join(prefs.interests), "negative_interests": "\n".join(prefs.negative_interests),
+        "include_keywords": "\n".join(prefs.include_keywords), "exclude_keywords": "\n".join(prefs.exclude_keywords),
+        "max_papers": prefs.max_papers, "frequency": prefs.frequency,
+    }
