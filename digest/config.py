@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from digest import __version__
+
+def package_version() -> str:
+    """The installed version of papers-digest (its metadata), ``0+unknown`` in a bare source tree."""
+    try:
+        return version("papers-digest")
+    except PackageNotFoundError:
+        return "0+unknown"
 
 
 class Settings(BaseSettings):
@@ -31,7 +40,7 @@ class Settings(BaseSettings):
     http_backoff_initial: float = 1.0
     http_backoff_max: float = 30.0
     user_agent: str = (
-        f"papers-digest/{__version__} (+https://github.com/papers-digest/papers-digest)"
+        f"papers-digest/{package_version()} (+https://github.com/papers-digest/papers-digest)"
     )
 
     # Embeddings and ranking (issue: ranking)
@@ -94,6 +103,9 @@ class Settings(BaseSettings):
     # Web (issue: web pages)
     public_url: str = "http://127.0.0.1:8000"
     secret_key: SecretStr | None = None
+    web_confirm_retry_seconds: float = Field(
+        60, gt=0, description="How often the web process retries confirmation mails left in the outbox."
+    )
     demo_secret_fallback: bool = Field(
         False,
         description="Only for demos: sign links with a fixed, public key when secret_key is unset. "
@@ -101,7 +113,24 @@ class Settings(BaseSettings):
     )
 
 
-@lru_cache(maxsize=1)
+_override: Settings | None = None
+_override_lock = threading.RLock()
+
+
 def get_settings() -> Settings:
-    """The process-wide settings (tests build their own ``Settings`` instead)."""
-    return Settings()
+    """The one settings accessor of the CLI and the flows: the settings given to ``use_settings`` when
+    one is active, else the environment and ``.env`` read afresh (cheap: a few fields)."""
+    return _override if _override is not None else Settings()
+
+
+@contextmanager
+def use_settings(settings: Settings) -> Iterator[Settings]:
+    """Run a block (e.g. a flow called in this process) with ``settings`` instead of the environment:
+    how the demo and tests pass their configuration explicitly. Process-wide, one at a time."""
+    global _override
+    with _override_lock:
+        previous, _override = _override, settings
+        try:
+            yield settings
+        finally:
+            _override = previous

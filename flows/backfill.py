@@ -11,7 +11,8 @@ from prefect.cache_policies import NO_CACHE
 
 from digest import pipeline
 from digest.send import send_day
-from flows.common import engine_for, settings
+from digest.config import Settings, get_settings
+from flows.common import engine_for
 
 
 def dates_between(start: date, end: date) -> list[date]:
@@ -21,21 +22,18 @@ def dates_between(start: date, end: date) -> list[date]:
 
 
 @task(cache_policy=NO_CACHE)
-def backfill_date(day: date, refresh: bool) -> pipeline.BackfillDay:
-    s = settings()
-    return pipeline.backfill_day(engine_for(s.database_url), s, day, refresh=refresh)
+def backfill_date(s: Settings, day: date, refresh: bool) -> pipeline.BackfillDay:
+    return pipeline.backfill_day(engine_for(s), s, day, refresh=refresh)
 
 
 @task(cache_policy=NO_CACHE)
-def preview_date(day: date, out_dir: str) -> int:
-    s = settings()
-    return len(pipeline.preview(engine_for(s.database_url), s, day, out_dir))
+def preview_date(s: Settings, day: date, out_dir: str) -> int:
+    return len(pipeline.preview(engine_for(s), s, day, out_dir))
 
 
 @task(cache_policy=NO_CACHE)
-def plan_and_send(day: date) -> tuple[int, int]:
-    s = settings()
-    engine = engine_for(s.database_url)
+def plan_and_send(s: Settings, day: date) -> tuple[int, int]:
+    engine = engine_for(s)
     planned = pipeline.plan(engine, s, day)
     return planned.planned, send_day(engine, s, day).sent
 
@@ -46,15 +44,16 @@ def backfill(start: date, end: date, send: bool = False, refresh: bool = False,
     """Every date in ``[start, end]``: stored dates are skipped unless ``refresh``; requests are spaced
     by ``backfill_min_interval``. ``send=False`` plans nothing."""
     log = get_run_logger()
+    s = get_settings()
     results = []
     for day in dates_between(start, end):
-        result = backfill_date(day, refresh)
+        result = backfill_date(s, day, refresh)
         results.append(result)
         log.info("%s: %s (%d new, %d embedded)", day, result.status, result.new, result.embedded)
         if result.status == "stored" and preview_dir:
-            preview_date(day, preview_dir)
+            preview_date(s, day, preview_dir)
         if result.status != "empty" and send:
-            planned, sent = plan_and_send(day)
+            planned, sent = plan_and_send(s, day)
             log.info("%s: planned %d, sent %d", day, planned, sent)
     table = "\n".join(f"| {r.day} | {r.status} | {r.fetched} | {r.new} | {r.embedded} |" for r in results)
     create_markdown_artifact(markdown="| date | status | fetched | new | embedded |\n|---|---|---|---|---|\n" + table,

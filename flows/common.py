@@ -1,4 +1,4 @@
-"""What the flows share: the settings and the store of this process."""
+"""What the flows share: the store of this process, one migrated engine per database URL."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from digest import pipeline
 from digest.config import Settings
 
 
-def settings() -> Settings:
-    return Settings()
-
-
 @lru_cache(maxsize=4)
-def engine_for(database_url: str) -> Engine:
-    """One migrated engine per database URL and process (tasks share it instead of re-migrating)."""
+def _engine(database_url: str) -> Engine:
     return pipeline.open_store(Settings(database_url=database_url))
+
+
+def engine_for(settings: Settings) -> Engine:
+    """The engine of ``settings.database_url``, migrated once per process (tasks share it)."""
+    return _engine(settings.database_url)

@@ -16,7 +16,8 @@ from digest import pipeline
 from digest.models import Listing
 from digest.send import SendReport, send_day
 from digest.sources import FetchError
-from flows.common import engine_for, settings
+from digest.config import Settings, get_settings
+from flows.common import engine_for
 
 
 def _network_error(task, task_run, state) -> bool:  # type: ignore[no-untyped-def]
@@ -32,40 +33,35 @@ def _network_error(task, task_run, state) -> bool:  # type: ignore[no-untyped-de
 
 @task(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=30), retry_jitter_factor=0.5,
       retry_condition_fn=_network_error, cache_policy=NO_CACHE)
-def fetch_listing(day: date, listing_file: str | None) -> Listing:
-    return pipeline.fetch(settings(), day, listing_file)
+def fetch_listing(s: Settings, day: date, listing_file: str | None) -> Listing:
+    return pipeline.fetch(s, day, listing_file)
 
 
 @task(cache_policy=NO_CACHE)
-def store_listing(listing: Listing) -> pipeline.StoreResult:
-    s = settings()
-    return pipeline.store(engine_for(s.database_url), listing)
+def store_listing(s: Settings, listing: Listing) -> pipeline.StoreResult:
+    return pipeline.store(engine_for(s), listing)
 
 
 @task(cache_policy=NO_CACHE)
-def store_late_listings(day: date) -> int:
-    s = settings()
-    return sum(r.report.new for r in pipeline.late_listings(engine_for(s.database_url), s, day))
+def store_late_listings(s: Settings, day: date) -> int:
+    return sum(r.report.new for r in pipeline.late_listings(engine_for(s), s, day))
 
 
 @task(cache_policy=NO_CACHE)
-def embed_papers(day: date) -> int:
-    s = settings()
-    return pipeline.embed(engine_for(s.database_url), s, day, day)
+def embed_papers(s: Settings, day: date) -> int:
+    return pipeline.embed(engine_for(s), s, day, day)
 
 
 @task(cache_policy=NO_CACHE)
-def plan_deliveries(day: date) -> pipeline.PlanResult:
-    s = settings()
-    return pipeline.plan(engine_for(s.database_url), s, day)
+def plan_deliveries(s: Settings, day: date) -> pipeline.PlanResult:
+    return pipeline.plan(engine_for(s), s, day)
 
 
 @task(cache_policy=NO_CACHE)
-def send_batch(day: date) -> SendReport:
+def send_batch(s: Settings, day: date) -> SendReport:
     """One sender: claims batches of the day's planned rows until none are left. Several run at once
     safely (compare-and-set claims)."""
-    s = settings()
-    return send_day(engine_for(s.database_url), s, day)
+    return send_day(engine_for(s), s, day)
 
 
 def _publish(summary: pipeline.DaySummary) -> None:
@@ -79,25 +75,25 @@ def _publish(summary: pipeline.DaySummary) -> None:
 def daily_digest(day: date | None = None, listing_file: str | None = None, send: bool = True) -> pipeline.DaySummary:
     """The day's digest. ``day=None``: today in the configured timezone. ``listing_file``: replay a saved
     listing instead of fetching. ``send=False``: plan only (dry run)."""
-    s = settings()
+    s = get_settings()
     day = day or pipeline.today(s)
     summary = pipeline.DaySummary(day)
-    listing = fetch_listing(day, listing_file)  # raises: the run fails before anything is planned
+    listing = fetch_listing(s, day, listing_file)  # raises: the run fails before anything is planned
     if listing.is_empty:
         summary.listing = "no listing today"  # the next day's catch-up window mails what comes late
         _publish(summary)
         return summary
-    stored = store_listing(listing)
+    stored = store_listing(s, listing)
     summary.papers_fetched, summary.papers_new = stored.fetched, stored.report.new
     if listing_file is None:
-        summary.papers_late = store_late_listings(day)
-    summary.papers_embedded = embed_papers(day)
-    planned = plan_deliveries(day)
+        summary.papers_late = store_late_listings(s, day)
+    summary.papers_embedded = embed_papers(s, day)
+    planned = plan_deliveries(s, day)
     summary.papers_embedded += planned.embedded
     summary.deliveries_planned, summary.deliveries_skipped = planned.planned, planned.skipped
     if send:
         senders = max(1, min(s.smtp_connections, math.ceil(max(planned.planned, 1) / s.flow_send_batch)))
-        futures = [send_batch.submit(day) for _ in range(senders)]
+        futures = [send_batch.submit(s, day) for _ in range(senders)]
         for report in (f.result() for f in futures):
             summary.sent += report.sent
             summary.failed += report.failed

@@ -2,19 +2,24 @@
 
 A real listing snapshot shipped in the package, a fresh SQLite file, three demo subscribers, a real SMTP
 server on 127.0.0.1 that stores what it receives in ``./outbox/``, and the Prefect flow ``daily_digest``
-run locally (no Prefect server needed)."""
+run locally (no Prefect server needed). It lives with the flows because it runs one."""
 
 from __future__ import annotations
 
 import email
-import os
 from dataclasses import dataclass
 from datetime import date
 from email import policy
 from pathlib import Path
 
+from digest import pipeline
+from digest.config import Settings, use_settings
 from digest.data import snapshot_path
 from digest.mailsink import start_sink
+from digest.pipeline import DaySummary
+from digest.store import session_factory
+from digest.store.subscribers import add_subscriber
+from flows.daily import daily_digest
 
 DEMO_DAY = date(2026, 8, 18)
 DEMO_SUBSCRIBERS = [
@@ -26,10 +31,24 @@ DEMO_SUBSCRIBERS = [
 
 @dataclass
 class DemoResult:
-    summary: object
+    summary: DaySummary
     mails: list[Path]
     previews: list[Path]
     database: Path
+
+
+def demo_settings(work: Path, smtp_port: int) -> Settings:
+    """The demo's configuration, passed explicitly (never by editing ``os.environ``): its own database,
+    the local SMTP server, the public demo key; no ``.env`` file is read."""
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]  # pydantic-settings' init-only argument
+        database_url=f"sqlite:///{work / 'digest-demo.db'}",
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_port,
+        smtp_security="none",
+        demo_secret_fallback=True,
+        outbox_dir=str(work / "outbox"),
+    )
 
 
 def run_demo(workdir: str | Path = ".") -> DemoResult:
@@ -41,35 +60,16 @@ def run_demo(workdir: str | Path = ".") -> DemoResult:
     for old in outbox.glob("*.eml"):
         old.unlink()
     controller, sink = start_sink(outbox)
-    env = {
-        "DIGEST_DATABASE_URL": f"sqlite:///{db}",
-        "DIGEST_SMTP_HOST": "127.0.0.1",
-        "DIGEST_SMTP_PORT": str(controller.port),
-        "DIGEST_SMTP_SECURITY": "none",
-        "DIGEST_DEMO_SECRET_FALLBACK": "true",
-        "DIGEST_OUTBOX_DIR": str(outbox),
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
+    settings = demo_settings(work, controller.port)
     try:
-        from digest import pipeline
-        from digest.config import Settings
-        from digest.store import session_factory
-        from digest.store.subscribers import add_subscriber
-        from flows.daily import daily_digest
-
-        engine = pipeline.open_store(Settings())
+        engine = pipeline.open_store(settings)
         with session_factory(engine).begin() as session:
             for address, name, interests in DEMO_SUBSCRIBERS:
                 add_subscriber(session, address, name=name, interests=interests, max_papers=8)
-        summary = daily_digest(day=DEMO_DAY, listing_file=str(snapshot_path()))
+        with use_settings(settings):
+            summary = daily_digest(day=DEMO_DAY, listing_file=str(snapshot_path()))
     finally:
         controller.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     previews = []
     for path in sink.received:
         msg = email.message_from_bytes(path.read_bytes(), policy=policy.default)
