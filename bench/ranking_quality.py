@@ -15,7 +15,6 @@ Run: .venv/bin/python bench/ranking_quality.py
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-SHARED = Path(os.environ.get("DIGEST_SHARED_DIR", ROOT.parent / "shared"))
+FIXTURES = ROOT / "tests" / "fixtures"  # real data, in the repository
 
 from digest.embed import Embedder, paper_text  # noqa: E402
 from digest.sources.huggingface import load_listing_file  # noqa: E402
@@ -47,7 +46,7 @@ def tfidf_sim(queries: list[str], docs: list[str]) -> np.ndarray:
 
 def load_corpus() -> tuple[list[str], list[str]]:
     titles, abstracts = [], []
-    with open(SHARED / "fixtures" / "corpus" / "papers-a.jsonl") as f:
+    with open(FIXTURES / "corpus" / "papers-a.jsonl") as f:
         for line in f:
             o = json.loads(line)
             titles.append(o["title"])
@@ -58,7 +57,7 @@ def load_corpus() -> tuple[list[str], list[str]]:
 def load_pooled():  # type: ignore[no-untyped-def]
     seen: dict[str, object] = {}
     days: dict[str, list[str]] = {}
-    for f in sorted((SHARED / "fixtures" / "hf").iterdir()):
+    for f in sorted((FIXTURES / "hf").iterdir()):
         if f.suffix not in (".json", ".html"):
             continue
         listing = load_listing_file(f)

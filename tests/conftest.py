@@ -13,9 +13,9 @@ import pytest
 from digest.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("DIGEST_SHARED_DIR", ROOT.parent / "shared"))
-HF_FIXTURES = SHARED / "fixtures" / "hf"
-CORPUS = SHARED / "fixtures" / "corpus" / "papers-a.jsonl"
+FIXTURES = ROOT / "tests" / "fixtures"  # real data, copied into the repository (see its README.md)
+HF_FIXTURES = FIXTURES / "hf"
+CORPUS = FIXTURES / "corpus" / "papers-a.jsonl"
 
 
 @pytest.fixture

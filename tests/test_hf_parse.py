@@ -1,4 +1,4 @@
-"""Every real listing in shared/fixtures/hf parses, with counts and field values checked against the file."""
+"""Every real listing in tests/fixtures/hf parses, with counts and field values checked against the file."""
 
 from __future__ import annotations
 
