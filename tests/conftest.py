@@ -20,7 +20,7 @@ import pytest
 
 from digest.config import Settings
 
-from .builders import CORPUS, HF_FIXTURES, ROOT, HfScript, bare_settings  # noqa: F401 - until every module imports builders
+from .builders import HfScript, bare_settings
 from .smtp_server import SmtpTestServer
 
 
