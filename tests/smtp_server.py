@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import email
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
@@ -106,11 +107,14 @@ class SmtpTestServer:
             out.setdefault(m.rcpt, []).append(m)
         return out
 
-    def _scripted(self, step: Script, server: SMTP, address: str) -> str | None:
+    def _answer(self, step: Script, server: SMTP, address: str, accept: Callable[[], None]) -> str:
+        """The reply ``step`` scripts for ``address`` (closing the connection for a drop), else ``accept()``
+        and 250."""
         with self.lock:
             scripted = step.take(address.lower())
         if scripted is None:
-            return None
+            accept()
+            return OK
         reply, drop = scripted
         if drop:
             assert server.transport is not None
@@ -119,27 +123,22 @@ class SmtpTestServer:
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,  # noqa: N802
                           address: str, mail_options: list[str]) -> str:
-        reply = self._scripted(self.mail, server, address)
-        if reply is not None:
-            return reply
-        envelope.mail_from = address
-        envelope.mail_options.extend(mail_options)
-        return OK
+        def accept() -> None:
+            envelope.mail_from = address
+            envelope.mail_options.extend(mail_options)
+
+        return self._answer(self.mail, server, address, accept)
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,  # noqa: N802
                           address: str, rcpt_options: list[str]) -> str:
-        reply = self._scripted(self.rcpt, server, address)
-        if reply is not None:
-            return reply
-        envelope.rcpt_tos.append(address)
-        return OK
+        return self._answer(self.rcpt, server, address, lambda: envelope.rcpt_tos.append(address))
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
         if self.data_delay:
             await asyncio.sleep(self.data_delay)
-        reply = self._scripted(self.data, server, envelope.rcpt_tos[0])
-        if reply is not None:
-            return reply
+        return self._answer(self.data, server, envelope.rcpt_tos[0], lambda: self._record(envelope))
+
+    def _record(self, envelope: Envelope) -> None:
         raw = envelope.original_content or envelope.content
         assert isinstance(raw, bytes) and envelope.mail_from is not None
         message_id = str(email.message_from_bytes(raw, policy=policy.default).get("Message-ID", ""))
@@ -147,7 +146,6 @@ class SmtpTestServer:
             for r in envelope.rcpt_tos:
                 self.messages.append(Received(r.lower(), envelope.mail_from, tuple(envelope.rcpt_tos),
                                               message_id, raw))
-        return "250 Message accepted"
 
 
 class _CountingController(Controller):

@@ -14,6 +14,7 @@ import pytest
 from digest.mail import (
     FileTransport,
     PermanentSendError,
+    SendError,
     SmtpTransport,
     TransientSendError,
     build_message,
@@ -116,32 +117,20 @@ def test_one_connection_reused_for_20_messages(server: SmtpTestServer) -> None:
     assert len(server.messages) == 20
 
 
-def test_451_on_rcpt_is_transient(server: SmtpTestServer) -> None:
+@pytest.mark.parametrize("to, refusal, code, detail", [
+    ("later@example.org", TransientSendError, 451, "try again later"),  # on RCPT
+    ("bad@example.org", PermanentSendError, 550, "no such user"),  # on RCPT: the address itself is refused
+    ("full@example.org", TransientSendError, 452, "mailbox full"),  # on DATA
+    ("reject@example.org", PermanentSendError, 554, "rejected as spam"),  # on DATA: the message, not the address
+])
+def test_refusals(server: SmtpTestServer, to: str, refusal: type[SendError], code: int, detail: str) -> None:
     with SmtpTransport(smtp_settings(server.port)) as t:
-        with pytest.raises(TransientSendError) as e:
-            t.send(make_message(to="later@example.org"))
-        assert e.value.code == 451
+        with pytest.raises(refusal) as e:
+            t.send(make_message(to=to))
+        assert e.value.code == code and detail in e.value.detail
+        assert getattr(e.value, "recipient_rejected", False) is (to == "bad@example.org")
         t.send(make_message())  # the connection is still usable
     assert len(server.messages) == 1
-
-
-def test_550_on_rcpt_is_permanent_recipient_rejected(server: SmtpTestServer) -> None:
-    with SmtpTransport(smtp_settings(server.port)) as t:
-        with pytest.raises(PermanentSendError) as e:
-            t.send(make_message(to="bad@example.org"))
-        assert e.value.code == 550 and e.value.recipient_rejected and "no such user" in e.value.detail
-        t.send(make_message())
-    assert len(server.messages) == 1
-
-
-def test_data_replies(server: SmtpTestServer) -> None:
-    with SmtpTransport(smtp_settings(server.port)) as t:
-        with pytest.raises(TransientSendError) as e:
-            t.send(make_message(to="full@example.org"))
-        assert e.value.code == 452
-        with pytest.raises(PermanentSendError) as p:
-            t.send(make_message(to="reject@example.org"))
-        assert p.value.code == 554 and not p.value.recipient_rejected
 
 
 def test_connection_refused_is_transient() -> None:
