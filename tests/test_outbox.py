@@ -31,9 +31,9 @@ def test_planning_is_idempotent(settings: Settings) -> None:
 
 def test_concurrent_claims_never_share_a_row(settings: Settings) -> None:
     readers = readers_with_picks(settings, 40)
-    engine, subs, picks = readers.engine, readers.ids, readers.picks
+    engine = readers.engine
     with session_factory(engine).begin() as s:
-        outbox.plan_deliveries(s, DAY, picks)
+        outbox.plan_deliveries(s, DAY, readers.picks)
     claimed: list[list[int]] = [[], [], [], []]
 
     def claimer(k: int) -> None:
@@ -55,9 +55,9 @@ def test_concurrent_claims_never_share_a_row(settings: Settings) -> None:
 
 def test_expired_lease_is_released_and_counted(settings: Settings) -> None:
     readers = readers_with_picks(settings, 5)
-    engine, subs, picks = readers.engine, readers.ids, readers.picks
+    engine = readers.engine
     with session_factory(engine).begin() as s:
-        outbox.plan_deliveries(s, DAY, picks)
+        outbox.plan_deliveries(s, DAY, readers.picks)
     with session_factory(engine).begin() as s:
         batch = outbox.claim_batch(s, DAY, 2)
     assert len(batch) == 2
