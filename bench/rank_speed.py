@@ -22,7 +22,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-SHARED = Path(os.environ.get("DIGEST_SHARED_DIR", ROOT.parent / "shared"))
+FIXTURES = ROOT / "tests" / "fixtures"  # real data, in the repository
 
 from digest.embed import Embedder, paper_text  # noqa: E402
 from digest.rank import PaperMatrix, Profile, rank_subscribers  # noqa: E402
@@ -34,14 +34,14 @@ DAY = date(2026, 8, 18)
 
 def real_texts() -> tuple[list[str], list[str], list[int]]:
     titles, docs, upvotes = [], [], []
-    with open(SHARED / "fixtures" / "corpus" / "papers-a.jsonl") as f:
+    with open(FIXTURES / "corpus" / "papers-a.jsonl") as f:
         for line in f:
             o = json.loads(line)
             titles.append(o["title"])
             docs.append(paper_text(o["title"], o["abstract"]))
             upvotes.append(int(o.get("upvotes") or 0))
     seen = set(titles)
-    for p in sorted((SHARED / "fixtures" / "hf").iterdir()):
+    for p in sorted((FIXTURES / "hf").iterdir()):
         if p.suffix not in (".json", ".html"):
             continue
         for paper in load_listing_file(p).papers:

@@ -31,7 +31,7 @@ from digest.store import outbox  # noqa: E402
 from digest.store.subscribers import add_subscriber  # noqa: E402
 
 DAY = date(2025, 6, 5)
-LISTING = ROOT.parent / "shared" / "fixtures" / "hf" / "api_daily_papers_2025-06-05.collector.json"
+LISTING = ROOT / "tests" / "fixtures" / "hf" / "api_daily_papers_2025-06-05.collector.json"
 
 
 def run(n: int, connections: int, tmp: Path, port: int) -> tuple[float, int]:

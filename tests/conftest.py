@@ -1,7 +1,15 @@
+"""The fixtures every test module may ask for: settings on a fresh database, the SMTP test server, the local
+Hugging Face stand-in over HTTP and Prefect's test harness. Builders live in builders.py."""
+
 from __future__ import annotations
 
 import os
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 # Prefect offline and quiet in tests (set before anything imports prefect).
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -12,10 +20,8 @@ import pytest
 
 from digest.config import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("DIGEST_SHARED_DIR", ROOT.parent / "shared"))
-HF_FIXTURES = SHARED / "fixtures" / "hf"
-CORPUS = SHARED / "fixtures" / "corpus" / "papers-a.jsonl"
+from .builders import HfScript, bare_settings
+from .smtp_server import SmtpTestServer
 
 
 @pytest.fixture
@@ -37,11 +43,61 @@ def db_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def settings(db_url: str, tmp_path: Path) -> Settings:
-    return Settings(
+    return bare_settings(
         database_url=db_url,
         outbox_dir=str(tmp_path / "outbox"),
         http_backoff_initial=0.05,
         http_backoff_max=0.2,
         http_total_timeout=20,
-        _env_file=None,  # type: ignore[call-arg]
     )
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpTestServer]:
+    """A real SMTP server on 127.0.0.1 that records what it receives (see smtp_server.py to script faults)."""
+    server = SmtpTestServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def hf_server() -> Iterator[HfScript]:
+    """A local HTTP server standing in for huggingface.co at ``.base``, answering from its script."""
+    script = HfScript(base="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            url = urlparse(self.path)
+            query = parse_qs(url.query)
+            script.log.append((time.monotonic(), url.path, query, self.headers.get("User-Agent", "")))
+            status, headers, body = script.answer(url.path, query)
+            self.send_response(status)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    script.base = f"http://127.0.0.1:{server.server_port}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield script
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def prefect_harness() -> Iterator[None]:
+    """Prefect's temporary local server for the flows of one test module (slow to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

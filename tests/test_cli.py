@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
 from digest.cli import app
 
-from .conftest import HF_FIXTURES
-from .test_hf_parse import EXPECTED
+from .builders import HF_FIXTURES, HF_LISTINGS, PAGE_2024_08_01
 
 runner = CliRunner()
 
@@ -20,14 +21,14 @@ def env(db_url: str) -> dict[str, str]:
 
 def test_fetch_from_file_stores_every_fixture(env: dict[str, str]) -> None:
     total = 0
-    for name, (day, count) in sorted(EXPECTED.items()):
+    for name, (day, count) in sorted(HF_LISTINGS.items()):
         result = runner.invoke(app, ["fetch", "--from-file", str(HF_FIXTURES / name)], env=env)
         assert result.exit_code == 0, result.output
         total += count
         listed = runner.invoke(app, ["papers", "list", "--date", day.isoformat()], env=env)
         assert f"{count} papers" in listed.output
     assert f"{total} papers" in runner.invoke(app, ["papers", "list"], env=env).output
-    again = runner.invoke(app, ["fetch", "--from-file", str(HF_FIXTURES / "listing_2024-08-01.html")], env=env)
+    again = runner.invoke(app, ["fetch", "--from-file", str(PAGE_2024_08_01)], env=env)
     assert "│      13 │   0 │       0 │        13 │" in again.output
 
 
@@ -61,7 +62,7 @@ def test_errors_are_one_clear_line(env: dict[str, str], args: list[str], message
     assert "Traceback" not in result.output
 
 
-def test_malformed_listing_file_fails_loudly(env: dict[str, str], tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_listing_file_fails_loudly(env: dict[str, str], tmp_path: Path) -> None:
     bad = tmp_path / "listing_2025-06-05.json"
     bad.write_text('[{"paper": {"id": "2506.00001", "title": "T"}}]')
     result = runner.invoke(app, ["fetch", "--from-file", str(bad)], env=env)

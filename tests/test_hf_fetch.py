@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+import socket
 from datetime import date
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
+from typing import Any
 
 import pytest
 
@@ -16,60 +12,24 @@ from digest.config import Settings
 from digest.sources import FetchError, ListingFormatError
 from digest.sources.huggingface import fetch_listing
 
-from .conftest import HF_FIXTURES
+from .builders import API_2025_06_05, PAGE_2024_08_01, HfScript
 
-API_BODY = (HF_FIXTURES / "api_daily_papers_2025-06-05.collector.json").read_bytes()
-PAGE_BODY = (HF_FIXTURES / "listing_2024-08-01.html").read_bytes()
-
-
-@dataclass
-class Script:
-    """What the server answers, in order, per path; the last answer repeats."""
-
-    answers: dict[str, list[tuple[int, dict[str, str], bytes]]] = field(default_factory=dict)
-    log: list[tuple[float, str, dict[str, list[str]], str]] = field(default_factory=list)
+API_BODY = API_2025_06_05.read_bytes()
+PAGE_BODY = PAGE_2024_08_01.read_bytes()
 
 
-@pytest.fixture
-def hf_server() -> Iterator[tuple[str, Script]]:
-    script = Script()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            url = urlparse(self.path)
-            script.log.append((time.monotonic(), url.path, parse_qs(url.query), self.headers.get("User-Agent", "")))
-            queue = script.answers.get(url.path) or [(404, {}, b"not found")]
-            status, headers, body = queue.pop(0) if len(queue) > 1 else queue[0]
-            self.send_response(status)
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", script
-    server.shutdown()
-    server.server_close()
+def make_settings(base: str, settings: Settings, **changes: Any) -> Settings:
+    return settings.model_copy(update={"hf_base_url": base, **changes})
 
 
-def make_settings(base: str, settings: Settings, **kw: object) -> Settings:
-    return settings.model_copy(update={"hf_base_url": base, **kw})
-
-
-def test_429_then_503_then_200_honours_retry_after(hf_server, settings) -> None:  # type: ignore[no-untyped-def]
-    base, script = hf_server
+def test_429_then_503_then_200_honours_retry_after(hf_server: HfScript, settings: Settings) -> None:
+    script = hf_server
     script.answers["/api/daily_papers"] = [
         (429, {"Retry-After": "1"}, b"slow down"),
         (503, {}, b"unavailable"),
         (200, {"Content-Type": "application/json"}, API_BODY),
     ]
-    listing = fetch_listing(date(2025, 6, 5), make_settings(base, settings))
+    listing = fetch_listing(date(2025, 6, 5), make_settings(script.base, settings))
     assert len(listing.papers) == 30
     assert [entry[1] for entry in script.log] == ["/api/daily_papers"] * 3
     assert script.log[0][2] == {"date": ["2025-06-05"]}
@@ -78,53 +38,51 @@ def test_429_then_503_then_200_honours_retry_after(hf_server, settings) -> None:
     assert script.log[0][3].startswith("papers-digest/")
 
 
-def test_page_is_the_fallback_when_the_api_fails(hf_server, settings) -> None:  # type: ignore[no-untyped-def]
-    base, script = hf_server
+def test_page_is_the_fallback_when_the_api_fails(hf_server: HfScript, settings: Settings) -> None:
+    script = hf_server
     script.answers["/api/daily_papers"] = [(500, {}, b"boom")]
     script.answers["/papers/date/2024-08-01"] = [(200, {"Content-Type": "text/html"}, PAGE_BODY)]
-    listing = fetch_listing(date(2024, 8, 1), make_settings(base, settings, http_max_attempts=2))
+    listing = fetch_listing(date(2024, 8, 1), make_settings(script.base, settings, http_max_attempts=2))
     assert len(listing.papers) == 13
     paths = [entry[1] for entry in script.log]
     assert paths == ["/api/daily_papers", "/api/daily_papers", "/papers/date/2024-08-01"]
 
 
-def test_page_primary_when_configured(hf_server, settings) -> None:  # type: ignore[no-untyped-def]
-    base, script = hf_server
+def test_page_primary_when_configured(hf_server: HfScript, settings: Settings) -> None:
+    script = hf_server
     script.answers["/papers/date/2024-08-01"] = [(200, {}, PAGE_BODY)]
-    listing = fetch_listing(date(2024, 8, 1), make_settings(base, settings, hf_primary="page"))
+    listing = fetch_listing(date(2024, 8, 1), make_settings(script.base, settings, hf_primary="page"))
     assert len(listing.papers) == 13 and [e[1] for e in script.log] == ["/papers/date/2024-08-01"]
 
 
-def test_mutated_page_raises_listing_format_error(hf_server, settings) -> None:  # type: ignore[no-untyped-def]
-    base, script = hf_server
+def test_mutated_page_raises_listing_format_error(hf_server: HfScript, settings: Settings) -> None:
+    script = hf_server
     mutated = PAGE_BODY.replace(b'data-target="DailyPapers"', b'data-target="Renamed"')
     script.answers["/papers/date/2024-08-01"] = [(200, {}, mutated)]
     script.answers["/api/daily_papers"] = [(200, {}, b'{"error": "Invalid date"}')]
     with pytest.raises(ListingFormatError) as e:
-        fetch_listing(date(2024, 8, 1), make_settings(base, settings, hf_primary="page"))
+        fetch_listing(date(2024, 8, 1), make_settings(script.base, settings, hf_primary="page"))
     assert "DailyPapers" in str(e.value)
     assert any("expected a JSON array" in n for n in e.value.__notes__)
 
 
-def test_empty_day_over_http(hf_server, settings) -> None:  # type: ignore[no-untyped-def]
-    base, script = hf_server
+def test_empty_day_over_http(hf_server: HfScript, settings: Settings) -> None:
+    script = hf_server
     script.answers["/api/daily_papers"] = [(200, {}, b"[]")]
-    listing = fetch_listing(date(2025, 6, 21), make_settings(base, settings))
+    listing = fetch_listing(date(2025, 6, 21), make_settings(script.base, settings))
     assert listing.is_empty and listing.listing_date == date(2025, 6, 21)
 
 
-def test_gives_up_within_attempts(hf_server, settings) -> None:  # type: ignore[no-untyped-def]
-    base, script = hf_server
+def test_gives_up_within_attempts(hf_server: HfScript, settings: Settings) -> None:
+    script = hf_server
     script.answers["/api/daily_papers"] = [(503, {}, b"down")]
     script.answers["/papers/date/2025-06-05"] = [(503, {}, b"down")]
     with pytest.raises(FetchError, match="HTTP 503"):
-        fetch_listing(date(2025, 6, 5), make_settings(base, settings, http_max_attempts=3))
+        fetch_listing(date(2025, 6, 5), make_settings(script.base, settings, http_max_attempts=3))
     assert len(script.log) == 6
 
 
-def test_connection_refused_is_a_fetch_error(settings) -> None:  # type: ignore[no-untyped-def]
-    import socket
-
+def test_connection_refused_is_a_fetch_error(settings: Settings) -> None:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]

@@ -1,37 +1,28 @@
-"""Every real listing in shared/fixtures/hf parses, with counts and field values checked against the file."""
+"""Every real listing in tests/fixtures/hf parses, with counts and field values checked against the file."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import date
+from typing import Any
 
 import pytest
 
 from digest.sources import ListingFormatError
 from digest.sources.huggingface import load_listing_file, parse_api, parse_page
 
-from .conftest import HF_FIXTURES
-
-EXPECTED = {
-    "api_daily_papers_2024-03-12.raw.json": (date(2024, 3, 12), 9),
-    "api_daily_papers_2024-03-21.raw.json": (date(2024, 3, 21), 18),
-    "api_daily_papers_2024-05-27.collector.json": (date(2024, 5, 27), 13),
-    "api_daily_papers_2025-06-05.collector.json": (date(2025, 6, 5), 30),
-    "api_daily_papers_2025-06-20.collector.json": (date(2025, 6, 20), 2),
-    "api_daily_papers_2025-10-03.collector.json": (date(2025, 10, 3), 39),
-    "api_daily_papers_2026-08-18.collector.json": (date(2026, 8, 18), 29),
-    "listing_2024-08-01.html": (date(2024, 8, 1), 13),
-}
+from .builders import API_2025_06_05, HF_FIXTURES, HF_LISTINGS, PAGE_2024_08_01
 
 
 def test_every_fixture_is_listed_here() -> None:
     on_disk = {p.name for p in HF_FIXTURES.iterdir() if p.suffix in (".json", ".html")}
-    assert on_disk == set(EXPECTED)
+    assert on_disk == set(HF_LISTINGS)
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.parametrize("name", sorted(HF_LISTINGS))
 def test_fixture_parses(name: str) -> None:
-    day, count = EXPECTED[name]
+    day, count = HF_LISTINGS[name]
     listing = load_listing_file(HF_FIXTURES / name)
     assert listing.listing_date == day
     assert len(listing.papers) == count
@@ -43,7 +34,7 @@ def test_fixture_parses(name: str) -> None:
         assert "v" not in p.arxiv_id
 
 
-@pytest.mark.parametrize("name", [n for n in EXPECTED if n.endswith(".json")])
+@pytest.mark.parametrize("name", [n for n in HF_LISTINGS if n.endswith(".json")])
 def test_api_fields_match_the_file(name: str) -> None:
     raw = json.loads((HF_FIXTURES / name).read_text())
     listing = load_listing_file(HF_FIXTURES / name)
@@ -76,7 +67,7 @@ def test_newest_schema_values() -> None:
 
 
 def test_2024_page_collapses_arxiv_line_breaks() -> None:
-    listing = load_listing_file(HF_FIXTURES / "listing_2024-08-01.html")
+    listing = load_listing_file(PAGE_2024_08_01)
     llama = next(p for p in listing.papers if p.arxiv_id == "2407.21783")
     assert llama.title == "The Llama 3 Herd of Models"
     assert llama.abstract.startswith(
@@ -112,8 +103,8 @@ def test_empty_without_a_date_is_refused() -> None:
         (lambda items: items.__setitem__(3, "not an item"), "expected an object"),
     ],
 )
-def test_bad_item_names_source_and_field(mutate, message: str) -> None:  # type: ignore[no-untyped-def]
-    items = json.loads((HF_FIXTURES / "api_daily_papers_2025-06-05.collector.json").read_text())
+def test_bad_item_names_source_and_field(mutate: Callable[[list[Any]], object], message: str) -> None:
+    items = json.loads(API_2025_06_05.read_text())
     mutate(items)
     with pytest.raises(ListingFormatError, match=message) as e:
         parse_api(json.dumps(items), "the-file.json", None)
@@ -128,13 +119,13 @@ def test_not_an_array_is_refused() -> None:
 
 
 def test_page_without_hydration_div_is_refused() -> None:
-    html = (HF_FIXTURES / "listing_2024-08-01.html").read_text()
+    html = PAGE_2024_08_01.read_text()
     with pytest.raises(ListingFormatError, match='data-target="DailyPapers"'):
         parse_page(html.replace('data-target="DailyPapers"', 'data-target="DailyPapersV2"'), "page.html")
 
 
 def test_page_selects_by_target_not_position() -> None:
-    html = (HF_FIXTURES / "listing_2024-08-01.html").read_text()
+    html = PAGE_2024_08_01.read_text()
     decoy = '<div data-target="SomethingElse" data-props="{&quot;x&quot;:1}"></div>'
     moved = html.replace("<body", "<body>" + decoy + "<div", 1) if "<body" in html else decoy + html
     assert len(parse_page(moved, "page.html").papers) == 13

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import smtplib
 import socket
-from collections.abc import Iterator
 from datetime import date, datetime, timezone
 from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
 
-from digest.config import Settings
 from digest.mail import (
     FileTransport,
     ListHeaders,
     OutgoingMail,
     PermanentSendError,
+    SendError,
     SmtpTransport,
     TransientSendError,
     build_mail,
@@ -24,12 +23,12 @@ from digest.mail import (
     make_transport,
     message_id,
 )
+from digest.mailsink import free_port
 from digest.models import Subscriber
 from digest.render import HTML_LIMIT, render_digest
 
-from .mailfixtures import DAY, CountingController, Handler, free_port, make_context, paper
-
-HOSTILE_TITLE = '<script>alert(1)</script> "><img src=x onerror=alert(1)>'
+from .builders import DAY, HOSTILE_TITLE, bare_settings, make_context, paper, smtp_settings
+from .smtp_server import SmtpTestServer
 
 
 def make_message(to: str = "ada@example.org", name: str | None = "Ada", title: str | None = None,
@@ -48,29 +47,15 @@ def make_message(to: str = "ada@example.org", name: str | None = "Ada", title: s
     )
 
 
-# -- server ------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[CountingController]:
-    c = CountingController(Handler(), free_port())
-    c.start()
-    try:
-        yield c
-    finally:
-        c.stop()
-
-
 @pytest.fixture
-def smtp(server: CountingController) -> Iterator[CountingController]:
-    server.handler.envelopes.clear()
-    server.handler.drop_on_mail = server.handler.drop_on_data = 0
-    yield server
-
-
-def smtp_settings(port: int) -> Settings:
-    return Settings(_env_file=None, smtp_host="127.0.0.1", smtp_port=port, smtp_security="none",  # type: ignore[call-arg]
-                    smtp_timeout=5)
+def server(smtp: SmtpTestServer) -> SmtpTestServer:
+    """The test server answering as a real one would for a few addresses: 451 (later@) and 550 (bad@) on
+    RCPT, 452 (full@) and 554 (reject@) on DATA."""
+    smtp.rcpt.always.update({"later@example.org": "451 4.3.0 try again later",
+                             "bad@example.org": "550 5.1.1 no such user"})
+    smtp.data.always.update({"full@example.org": "452 4.2.2 mailbox full",
+                             "reject@example.org": "554 5.7.1 message rejected as spam"})
+    return smtp
 
 
 # -- message -----------------------------------------------------------------------------------------
@@ -90,19 +75,19 @@ def test_header_injection_is_impossible() -> None:
     raw = msg.data
     assert b"\r\nBcc:" not in raw
     back = message_from_bytes(raw, policy=policy.default)
-    assert back["Bcc"] is None and len(back.get_all("To")) == 1
+    assert back["Bcc"] is None and len(back.get_all("To", [])) == 1
     assert back["To"].addresses[0].addr_spec == "ada@example.org"
     with pytest.raises(ValueError):
         make_message(to="ada@example.org\r\nBcc: victim@example.org")
 
 
-def test_smtp_round_trip_parses_back(smtp: CountingController) -> None:
+def test_smtp_round_trip_parses_back(server: SmtpTestServer) -> None:
     msg = make_message(title=HOSTILE_TITLE)
-    with SmtpTransport(smtp_settings(smtp.port)) as t:
+    with SmtpTransport(smtp_settings(server.port)) as t:
         t.send(msg)
-    (env,) = smtp.handler.envelopes
-    assert env.mail_from == "digest@digest.example" and env.rcpt_tos == ["ada@example.org"]
-    back = message_from_bytes(env.original_content, policy=policy.default)
+    (received,) = server.messages
+    assert received.mail_from == "digest@digest.example" and received.rcpt_tos == ("ada@example.org",)
+    back = message_from_bytes(received.raw, policy=policy.default)
     assert back.get_content_type() == "multipart/alternative"
     text, html = back.iter_parts()
     assert text.get_content_type() == "text/plain" and html.get_content_type() == "text/html"
@@ -124,42 +109,30 @@ def test_smtp_round_trip_parses_back(smtp: CountingController) -> None:
     assert "Daily Papers, Tuesday, 18 August 2026" in text.get_content()
 
 
-def test_one_connection_reused_for_20_messages(smtp: CountingController) -> None:
-    before = smtp.connections
-    with SmtpTransport(smtp_settings(smtp.port)) as t:
+def test_one_connection_reused_for_20_messages(server: SmtpTestServer) -> None:
+    before = server.connections
+    with SmtpTransport(smtp_settings(server.port)) as t:
         for i in range(20):
             t.send(make_message(to=f"user{i}@example.org", sid=i))
         assert t.connections_opened == 1
-    assert smtp.connections - before == 1
-    assert len(smtp.handler.envelopes) == 20
+    assert server.connections - before == 1
+    assert len(server.messages) == 20
 
 
-def test_451_on_rcpt_is_transient(smtp: CountingController) -> None:
-    with SmtpTransport(smtp_settings(smtp.port)) as t:
-        with pytest.raises(TransientSendError) as e:
-            t.send(make_message(to="later@example.org"))
-        assert e.value.code == 451
+@pytest.mark.parametrize("to, refusal, code, detail", [
+    ("later@example.org", TransientSendError, 451, "try again later"),  # on RCPT
+    ("bad@example.org", PermanentSendError, 550, "no such user"),  # on RCPT: the address itself is refused
+    ("full@example.org", TransientSendError, 452, "mailbox full"),  # on DATA
+    ("reject@example.org", PermanentSendError, 554, "rejected as spam"),  # on DATA: the message, not the address
+])
+def test_refusals(server: SmtpTestServer, to: str, refusal: type[SendError], code: int, detail: str) -> None:
+    with SmtpTransport(smtp_settings(server.port)) as t:
+        with pytest.raises(refusal) as e:
+            t.send(make_message(to=to))
+        assert e.value.code == code and detail in e.value.detail
+        assert getattr(e.value, "recipient_rejected", False) is (to == "bad@example.org")
         t.send(make_message())  # the connection is still usable
-    assert len(smtp.handler.envelopes) == 1
-
-
-def test_550_on_rcpt_is_permanent_recipient_rejected(smtp: CountingController) -> None:
-    with SmtpTransport(smtp_settings(smtp.port)) as t:
-        with pytest.raises(PermanentSendError) as e:
-            t.send(make_message(to="bad@example.org"))
-        assert e.value.code == 550 and e.value.recipient_rejected and "no such user" in e.value.detail
-        t.send(make_message())
-    assert len(smtp.handler.envelopes) == 1
-
-
-def test_data_replies(smtp: CountingController) -> None:
-    with SmtpTransport(smtp_settings(smtp.port)) as t:
-        with pytest.raises(TransientSendError) as e:
-            t.send(make_message(to="full@example.org"))
-        assert e.value.code == 452
-        with pytest.raises(PermanentSendError) as p:
-            t.send(make_message(to="reject@example.org"))
-        assert p.value.code == 554 and not p.value.recipient_rejected
+    assert len(server.messages) == 1
 
 
 def test_connection_refused_is_transient() -> None:
@@ -168,24 +141,24 @@ def test_connection_refused_is_transient() -> None:
             t.send(make_message())
 
 
-def test_stale_connection_is_reopened_transparently(smtp: CountingController) -> None:
-    with SmtpTransport(smtp_settings(smtp.port)) as t:
+def test_stale_connection_is_reopened_transparently(server: SmtpTestServer) -> None:
+    with SmtpTransport(smtp_settings(server.port)) as t:
         t.send(make_message(sid=1))
-        smtp.handler.drop_on_mail = 1  # the server drops the idle connection
+        server.mail.drop_next = 1  # the server drops the idle connection
         t.send(make_message(sid=2))
         assert t.connections_opened == 2
-    assert len(smtp.handler.envelopes) == 2
+    assert len(server.messages) == 2
 
 
-def test_drop_during_data_is_transient_then_reconnects(smtp: CountingController) -> None:
-    with SmtpTransport(smtp_settings(smtp.port)) as t:
+def test_drop_during_data_is_transient_then_reconnects(server: SmtpTestServer) -> None:
+    with SmtpTransport(smtp_settings(server.port)) as t:
         t.send(make_message(sid=1))
-        smtp.handler.drop_on_data = 1
+        server.data.drop_next = 1
         with pytest.raises(TransientSendError):
             t.send(make_message(sid=2))
         t.send(make_message(sid=2))  # the re-send opens a new connection
         assert t.connections_opened == 2
-    assert len(smtp.handler.envelopes) == 2
+    assert len(server.messages) == 2
 
 
 def test_classify() -> None:
@@ -206,7 +179,7 @@ def test_classify() -> None:
 
 
 def test_file_transport_writes_one_file_per_message_id(tmp_path: Path) -> None:
-    t = make_transport(Settings(_env_file=None, outbox_dir=str(tmp_path / "outbox")))  # type: ignore[call-arg]
+    t = make_transport(bare_settings(outbox_dir=str(tmp_path / "outbox")))
     assert isinstance(t, FileTransport)
     with t:
         t.send(make_message(sid=1))

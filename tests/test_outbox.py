@@ -5,32 +5,18 @@ from __future__ import annotations
 import threading
 from datetime import date, timedelta
 
-from digest import pipeline
-from digest.models import Pick
-from digest.sources.huggingface import load_listing_file
+from digest.config import Settings
 from digest.store import session_factory
 from digest.store import outbox
-from digest.store.subscribers import add_subscriber
 
-from .conftest import HF_FIXTURES
+from .builders import readers_with_picks
 
 DAY = date(2025, 6, 5)
 
 
-def setup_outbox(settings, n_subscribers: int = 5):  # type: ignore[no-untyped-def]
-    engine = pipeline.open_store(settings)
-    listing = load_listing_file(HF_FIXTURES / "api_daily_papers_2025-06-05.collector.json")
-    pipeline.store(engine, listing)
-    ids = [p.arxiv_id for p in listing.papers]
-    with session_factory(engine).begin() as s:
-        subs = [add_subscriber(s, f"reader{i}@example.org", interests=["x"]).id for i in range(n_subscribers)]
-    picks = {sid: [Pick(arxiv_id=ids[(sid + k) % len(ids)], rank=k + 1, score=1.0 - k / 10, reason="trending")
-                   for k in range(3)] for sid in subs}
-    return engine, subs, picks, ids
-
-
-def test_planning_is_idempotent(settings) -> None:  # type: ignore[no-untyped-def]
-    engine, subs, picks, _ = setup_outbox(settings)
+def test_planning_is_idempotent(settings: Settings) -> None:
+    readers = readers_with_picks(settings, 5)
+    engine, subs, picks = readers.engine, readers.ids, readers.picks
     picks[subs[0]] = []
     with session_factory(engine).begin() as s:
         first = outbox.plan_deliveries(s, DAY, picks)
@@ -43,10 +29,11 @@ def test_planning_is_idempotent(settings) -> None:  # type: ignore[no-untyped-de
         assert [p.rank for p in outbox.items_of(s, 1)] in ([], [1, 2, 3])
 
 
-def test_concurrent_claims_never_share_a_row(settings) -> None:  # type: ignore[no-untyped-def]
-    engine, subs, picks, _ = setup_outbox(settings, n_subscribers=40)
+def test_concurrent_claims_never_share_a_row(settings: Settings) -> None:
+    readers = readers_with_picks(settings, 40)
+    engine = readers.engine
     with session_factory(engine).begin() as s:
-        outbox.plan_deliveries(s, DAY, picks)
+        outbox.plan_deliveries(s, DAY, readers.picks)
     claimed: list[list[int]] = [[], [], [], []]
 
     def claimer(k: int) -> None:
@@ -66,10 +53,11 @@ def test_concurrent_claims_never_share_a_row(settings) -> None:  # type: ignore[
     assert len(everything) == 40 and len(set(everything)) == 40
 
 
-def test_expired_lease_is_released_and_counted(settings) -> None:  # type: ignore[no-untyped-def]
-    engine, subs, picks, _ = setup_outbox(settings)
+def test_expired_lease_is_released_and_counted(settings: Settings) -> None:
+    readers = readers_with_picks(settings, 5)
+    engine = readers.engine
     with session_factory(engine).begin() as s:
-        outbox.plan_deliveries(s, DAY, picks)
+        outbox.plan_deliveries(s, DAY, readers.picks)
     with session_factory(engine).begin() as s:
         batch = outbox.claim_batch(s, DAY, 2)
     assert len(batch) == 2
@@ -82,8 +70,9 @@ def test_expired_lease_is_released_and_counted(settings) -> None:  # type: ignor
     assert max(c.resends for c in again) == 1
 
 
-def test_sent_papers_and_last_digest_dates(settings) -> None:  # type: ignore[no-untyped-def]
-    engine, subs, picks, _ = setup_outbox(settings, n_subscribers=2)
+def test_sent_papers_and_last_digest_dates(settings: Settings) -> None:
+    readers = readers_with_picks(settings, 2)
+    engine, subs, picks = readers.engine, readers.ids, readers.picks
     with session_factory(engine).begin() as s:
         outbox.plan_deliveries(s, DAY, picks)
         for c in outbox.claim_batch(s, DAY, 10):

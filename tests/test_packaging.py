@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
+from .builders import ROOT
 
 
 @pytest.mark.slow

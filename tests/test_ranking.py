@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 from datetime import date
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 
 from digest import pipeline
 from digest.config import Settings
-from digest.models import Pick, Subscriber
+from digest.models import Paper, Pick, Subscriber
 from digest.rank import PaperMatrix, Profile, RankParams, rank_subscribers
 from digest.sources.huggingface import load_listing_file
 from digest.store import create_db_engine, session_factory, upgrade
@@ -24,11 +25,15 @@ from digest.store.feedback import feedback_for, record_feedback
 from digest.store.papers import upsert_papers
 from digest.store.subscribers import add_subscriber
 
-from .conftest import HF_FIXTURES
+from .builders import HF_FIXTURES, stored_id
+
+if TYPE_CHECKING:
+    from digest.embed import Embedder
 
 DAY = date(2026, 8, 18)
 LISTING = HF_FIXTURES / "api_daily_papers_2026-08-18.collector.json"
 SMALL = HF_FIXTURES / "api_daily_papers_2025-06-20.collector.json"  # 2 papers
+DayPapers = tuple[tuple[Paper, ...], PaperMatrix]  # the listing of DAY, and its papers embedded
 
 GUI_AGENT = "2608.15930"  # UI-Mate: ... Foundation GUI Agents ...
 T2I_DIFFUSION = "2608.16887"  # An Empirical Study of Training Pixel-Space Text-to-Image Diffusion Models
@@ -63,14 +68,14 @@ def test_feedback_latest_vote_wins_and_cascades(settings: Settings) -> None:
     pipeline.store(engine, listing)
     a, b = (p.arxiv_id for p in listing.papers)
     with session_factory(engine).begin() as session:
-        sub = add_subscriber(session, "ada@example.org")
-        record_feedback(session, sub.id, a, 1)
-        record_feedback(session, sub.id, b + "v2", -1)
-        record_feedback(session, sub.id, a, -1)
+        sid = stored_id(add_subscriber(session, "ada@example.org"))
+        record_feedback(session, sid, a, 1)
+        record_feedback(session, sid, b + "v2", -1)
+        record_feedback(session, sid, a, -1)
         with pytest.raises(ValueError):
-            record_feedback(session, sub.id, a, 0)
+            record_feedback(session, sid, a, 0)
     with session_factory(engine)() as session:
-        assert sorted(feedback_for(session, [sub.id])[sub.id]) == sorted([(a, -1), (b, -1)])
+        assert sorted(feedback_for(session, [sid])[sid]) == sorted([(a, -1), (b, -1)])
         assert feedback_for(session, [999]) == {}
 
 
@@ -83,7 +88,8 @@ def test_digest_window() -> None:
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
-    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+    unit: np.ndarray = (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+    return unit
 
 
 def test_rank_pure_exclude_window_and_trending() -> None:
@@ -164,7 +170,7 @@ def test_rank_pure_min_picks_top_up_matches_reference() -> None:
 
 
 @pytest.fixture(scope="module")
-def embedder():  # type: ignore[no-untyped-def]
+def embedder() -> Embedder:
     from digest.embed import Embedder
 
     e = Embedder()
@@ -173,7 +179,7 @@ def embedder():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def day_papers(embedder):  # type: ignore[no-untyped-def]
+def day_papers(embedder: Embedder) -> DayPapers:
     listing = load_listing_file(LISTING)
     from digest.embed import paper_text
 
@@ -181,18 +187,18 @@ def day_papers(embedder):  # type: ignore[no-untyped-def]
     return listing.papers, PaperMatrix.from_papers(listing.papers, dict(zip([p.arxiv_id for p in listing.papers], vecs)))
 
 
-def _profile(embedder, sub: Subscriber, papers=None):  # type: ignore[no-untyped-def]
+def _profile(embedder: Embedder, sub: Subscriber) -> Profile:
     from digest.profiles import build_profiles
 
     return build_profiles(None, [sub], embedder, feedback={})[0]
 
 
-def _ids(picks) -> list[str]:  # type: ignore[no-untyped-def]
+def _ids(picks: Iterable[Pick]) -> list[str]:
     return [p.arxiv_id for p in picks]
 
 
 @pytest.mark.slow
-def test_model_loaded_once_and_vectors_unit(embedder) -> None:  # type: ignore[no-untyped-def]
+def test_model_loaded_once_and_vectors_unit(embedder: Embedder) -> None:
     from digest.embed import Embedder, load_model
 
     assert load_model("all-MiniLM-L6-v2") is embedder.model is Embedder().model
@@ -203,7 +209,7 @@ def test_model_loaded_once_and_vectors_unit(embedder) -> None:  # type: ignore[n
 
 
 @pytest.mark.slow
-def test_interest_gets_its_topic_first(embedder, day_papers) -> None:  # type: ignore[no-untyped-def]
+def test_interest_gets_its_topic_first(embedder: Embedder, day_papers: DayPapers) -> None:
     _, papers = day_papers
     gui = _profile(embedder, Subscriber("a@x.org", id=1, interests=("GUI agents",)))
     t2i = _profile(embedder, Subscriber("b@x.org", id=2, interests=("text-to-image diffusion models",)))
@@ -215,7 +221,7 @@ def test_interest_gets_its_topic_first(embedder, day_papers) -> None:  # type: i
 
 
 @pytest.mark.slow
-def test_multi_interest_gets_both_topics(embedder, day_papers) -> None:  # type: ignore[no-untyped-def]
+def test_multi_interest_gets_both_topics(embedder: Embedder, day_papers: DayPapers) -> None:
     _, papers = day_papers
     both = _profile(embedder, Subscriber("a@x.org", id=1, interests=("GUI agents", "text-to-image diffusion models"),
                                          max_papers=4))
@@ -226,7 +232,7 @@ def test_multi_interest_gets_both_topics(embedder, day_papers) -> None:  # type:
 
 
 @pytest.mark.slow
-def test_negative_interest_and_exclude_keyword_remove_papers(embedder, day_papers) -> None:  # type: ignore[no-untyped-def]
+def test_negative_interest_and_exclude_keyword_remove_papers(embedder: Embedder, day_papers: DayPapers) -> None:
     _, papers = day_papers
     base = Subscriber("a@x.org", id=1, interests=("text-to-image diffusion",))
     plain = rank([_profile(embedder, base)], papers, DAY)[1]
@@ -241,7 +247,7 @@ def test_negative_interest_and_exclude_keyword_remove_papers(embedder, day_paper
 
 
 @pytest.mark.slow
-def test_already_sent_is_never_picked(embedder, day_papers) -> None:  # type: ignore[no-untyped-def]
+def test_already_sent_is_never_picked(embedder: Embedder, day_papers: DayPapers) -> None:
     listing, papers = day_papers
     gui = _profile(embedder, Subscriber("a@x.org", id=1, interests=("GUI agents",), max_papers=30))
     trend = _profile(embedder, Subscriber("b@x.org", id=2, max_papers=30))
@@ -252,7 +258,7 @@ def test_already_sent_is_never_picked(embedder, day_papers) -> None:  # type: ig
 
 
 @pytest.mark.slow
-def test_no_interest_gets_trending_order(embedder, day_papers) -> None:  # type: ignore[no-untyped-def]
+def test_no_interest_gets_trending_order(embedder: Embedder, day_papers: DayPapers) -> None:
     listing, papers = day_papers
     picks = rank([_profile(embedder, Subscriber("a@x.org", id=1))], papers, DAY)[1]
     upvotes = {p.arxiv_id: p.upvotes for p in listing}
@@ -262,7 +268,7 @@ def test_no_interest_gets_trending_order(embedder, day_papers) -> None:  # type:
 
 
 @pytest.mark.slow
-def test_embed_once_rerun_zero_and_changed_abstract(settings: Settings, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_embed_once_rerun_zero_and_changed_abstract(settings: Settings, embedder: Embedder) -> None:
     engine = pipeline.open_store(settings)
     listing = load_listing_file(SMALL)
     pipeline.store(engine, listing)
@@ -280,24 +286,25 @@ def test_embed_once_rerun_zero_and_changed_abstract(settings: Settings, embedder
 
 
 @pytest.mark.slow
-def test_pipeline_rank_with_seed_feedback_and_cli_json(settings: Settings, embedder, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_pipeline_rank_with_seed_feedback_and_cli_json(settings: Settings, embedder: Embedder,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     engine = pipeline.open_store(settings)
     pipeline.store(engine, load_listing_file(LISTING))
     with session_factory(engine).begin() as session:
-        seed = add_subscriber(session, "seed@example.org", seed_papers=[T2I_DIFFUSION + "v1"], max_papers=3)
-        liker = add_subscriber(session, "liker@example.org", interests=["GUI agents"], max_papers=5)
+        seed = stored_id(add_subscriber(session, "seed@example.org", seed_papers=[T2I_DIFFUSION + "v1"], max_papers=3))
+        liker = stored_id(add_subscriber(session, "liker@example.org", interests=["GUI agents"], max_papers=5))
         add_subscriber(session, "new@example.org", max_papers=2)
-    r = pipeline.rank(engine, settings, DAY, embedder=embedder, exclude={liker.id: {"2608.13900"}})
+    r = pipeline.rank(engine, settings, DAY, embedder=embedder, exclude={liker: {"2608.13900"}})
     assert r.embedded == 29
-    seed_picks = r.picks[seed.id]
+    seed_picks = r.picks[seed]
     assert seed_picks and T2I_DIFFUSION not in _ids(seed_picks)  # the seed itself is known
     assert all(p.reason == f"seed paper: {T2I_DIFFUSION}" for p in seed_picks)
-    assert "2608.13900" not in _ids(r.picks[liker.id])
+    assert "2608.13900" not in _ids(r.picks[liker])
     with session_factory(engine).begin() as session:
-        record_feedback(session, liker.id, GUI_AGENT, 1)
+        record_feedback(session, liker, GUI_AGENT, 1)
     r2 = pipeline.rank(engine, settings, DAY, embedder=embedder)
     assert r2.embedded == 0
-    liked = r2.picks[liker.id]
+    liked = r2.picks[liker]
     assert GUI_AGENT not in _ids(liked) and any(p.reason == f"liked: {GUI_AGENT}" for p in liked)
 
     from digest import cli
@@ -314,7 +321,7 @@ def test_pipeline_rank_with_seed_feedback_and_cli_json(settings: Settings, embed
 
 
 @pytest.mark.slow
-def test_no_match_gets_min_picks_trending(embedder, day_papers, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+def test_no_match_gets_min_picks_trending(embedder: Embedder, day_papers: DayPapers, settings: Settings) -> None:
     """An interest that matches nothing on the day: topped up with the most upvoted allowed papers
     (honouring the exclude keyword and the already-sent set); rank_min_picks=0 sends nothing."""
     listing, papers = day_papers
@@ -347,7 +354,7 @@ def test_no_match_gets_min_picks_trending(embedder, day_papers, settings: Settin
 
 
 @pytest.mark.slow
-def test_few_matches_are_topped_up_after_the_relevant_ones(embedder, day_papers) -> None:  # type: ignore[no-untyped-def]
+def test_few_matches_are_topped_up_after_the_relevant_ones(embedder: Embedder, day_papers: DayPapers) -> None:
     _, papers = day_papers
     gui = _profile(embedder, Subscriber("a@x.org", id=1, interests=("GUI agents",)))
     strict = RankParams(min_relevance=0.5, min_picks=0)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from digest.render import HTML_LIMIT, authors_line, reason_text, render_digest, trim
 
-from .mailfixtures import make_context, paper
+from .builders import HOSTILE_TITLE, make_context, paper
 
-HOSTILE_TITLE = '<script>alert(1)</script> "><img src=x onerror=alert(1)>'
 HOSTILE_AUTHOR = '<b onmouseover="alert(2)">Mallory</b>'
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -10,8 +9,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from datetime import date
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -19,54 +18,30 @@ from sqlalchemy import select
 
 from digest import pipeline
 from digest.config import Settings
-from digest.models import Listing, Pick
-from digest.send import TooManySendErrors, send_day
-from digest.sources.huggingface import load_listing_file
+from digest.send import SendReport, TooManySendErrors, send_day
 from digest.store import session_factory
 from digest.store import outbox
-from digest.store.subscribers import add_subscriber
 from digest.store.tables import DeliveryRow, SubscriberRow
 
-from .conftest import HF_FIXTURES, ROOT
-from .smtp_server import Recorder, RecordingController, start_server
+from .builders import ROOT, SECRET, readers_with_picks, smtp_settings
+from .smtp_server import SmtpTestServer
 
 DAY = date(2025, 6, 5)
-HOSTILE_TITLE = '<script>alert(1)</script> Attention "><img src=x onerror=alert(1)> Is All You Need'
 
 
-@pytest.fixture
-def smtp() -> Iterator[tuple[RecordingController, Recorder]]:
-    controller, recorder = start_server()
-    yield controller, recorder
-    controller.stop()
-
-
-def smtp_settings(settings: Settings, controller: RecordingController, **kw: object) -> Settings:
-    return settings.model_copy(update={
-        "smtp_host": "127.0.0.1", "smtp_port": controller.port, "smtp_security": "none", "smtp_timeout": 5,
-        "secret_key": SecretStr("test-secret-key-0123456789"), "public_url": "https://digest.example.org",
-        "send_retry_initial": 0.05, "send_retry_max": 0.2, "send_deadline_seconds": 20, **kw,
+def send_settings(settings: Settings, server: SmtpTestServer, **changes: Any) -> Settings:
+    return smtp_settings(server.port, settings, **{
+        "secret_key": SecretStr(SECRET), "public_url": "https://digest.example.org",
+        "send_retry_initial": 0.05, "send_retry_max": 0.2, "send_deadline_seconds": 20, **changes,
     })
 
 
 def plan(settings: Settings, n: int, hostile: bool = False) -> tuple[list[str], list[int]]:
     """Store the real 2025-06-05 listing, add ``n`` subscribers and plan 3 papers each (no model needed)."""
-    engine = pipeline.open_store(settings)
-    listing = load_listing_file(HF_FIXTURES / "api_daily_papers_2025-06-05.collector.json")
-    if hostile:
-        first = dataclasses.replace(listing.papers[0], title=HOSTILE_TITLE,
-                                    authors=("<b>Mallory</b>", *listing.papers[0].authors[1:]))
-        listing = Listing(listing.listing_date, (first, *listing.papers[1:]), listing.source)
-    pipeline.store(engine, listing)
-    ids = [p.arxiv_id for p in listing.papers]
-    emails = [f"reader{i}@example.org" for i in range(n)]
-    with session_factory(engine).begin() as s:
-        subs = [add_subscriber(s, e, interests=["LLM reasoning"]).id for e in emails]
-        outbox.plan_deliveries(s, DAY, {
-            sid: [Pick(ids[(k + i) % len(ids)], k + 1, 0.9 - 0.1 * k, "interest: LLM reasoning") for k in range(3)]
-            for i, sid in enumerate(subs)
-        })
-    return emails, subs
+    readers = readers_with_picks(settings, n, hostile=hostile)
+    with session_factory(readers.engine).begin() as s:
+        outbox.plan_deliveries(s, DAY, readers.picks)
+    return readers.emails, readers.ids
 
 
 def statuses(settings: Settings) -> dict[str, str]:
@@ -74,16 +49,15 @@ def statuses(settings: Settings) -> dict[str, str]:
     with session_factory(engine)() as s:
         rows = s.execute(select(SubscriberRow.email, DeliveryRow.status).join(
             DeliveryRow, DeliveryRow.subscriber_id == SubscriberRow.id))
-        return dict(rows.all())  # type: ignore[arg-type]
+        return {email: status for email, status in rows}
 
 
-def test_received_message_parses_back(settings, smtp) -> None:  # type: ignore[no-untyped-def]
-    controller, recorder = smtp
-    s = smtp_settings(settings, controller)
+def test_received_message_parses_back(settings: Settings, smtp: SmtpTestServer) -> None:
+    s = send_settings(settings, smtp)
     emails, _ = plan(s, 1, hostile=True)
     report = send_day(pipeline.open_store(s), s, DAY)
     assert (report.sent, report.failed) == (1, 0)
-    [received] = recorder.messages
+    [received] = smtp.messages
     msg = received.parse()
     assert received.rcpt == emails[0] and msg["To"].addresses[0].addr_spec == emails[0]
     assert msg.get_content_type() == "multipart/alternative"
@@ -95,8 +69,9 @@ def test_received_message_parses_back(settings, smtp) -> None:  # type: ignore[n
     unsub = msg["List-Unsubscribe"]
     assert "<https://digest.example.org/unsubscribe/" in unsub and "<mailto:" in unsub
     assert msg["List-Id"] and msg["Date"] and msg["Message-ID"].endswith(">")
-    html = msg.get_body(("html",)).get_content()  # type: ignore[union-attr]
-    text = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    html_part, text_part = msg.get_body(("html",)), msg.get_body(("plain",))
+    assert html_part is not None and text_part is not None
+    html, text = html_part.get_content(), text_part.get_content()
     assert len(html.encode()) < 100_000
     assert "<script" not in html and "<img src=x" not in html and "<b>Mallory" not in html
     assert "&lt;script&gt;" in html and "&lt;b&gt;Mallory" in html
@@ -104,17 +79,16 @@ def test_received_message_parses_back(settings, smtp) -> None:  # type: ignore[n
     assert statuses(s) == {emails[0]: "sent"}
 
 
-def test_faults_every_subscriber_gets_exactly_one(settings, smtp) -> None:  # type: ignore[no-untyped-def]
-    controller, recorder = smtp
-    s = smtp_settings(settings, controller)
+def test_faults_every_subscriber_gets_exactly_one(settings: Settings, smtp: SmtpTestServer) -> None:
+    s = send_settings(settings, smtp)
     emails, _ = plan(s, 10)
-    recorder.rcpt_replies[emails[1]] = ["451 4.3.0 greylisted", "451 4.3.0 greylisted"]
-    recorder.data_replies[emails[2]] = ["452 4.3.1 insufficient storage"]
-    recorder.drop_on_data.add(emails[3])
-    recorder.rcpt_replies[emails[4]] = ["550 5.1.1 no such user"] * 5
-    recorder.data_delay = 0.02  # a slow server
+    smtp.rcpt.queued[emails[1]] = ["451 4.3.0 greylisted", "451 4.3.0 greylisted"]
+    smtp.data.queued[emails[2]] = ["452 4.3.1 insufficient storage"]
+    smtp.data.drop_for.add(emails[3])
+    smtp.rcpt.queued[emails[4]] = ["550 5.1.1 no such user"] * 5
+    smtp.data_delay = 0.02  # a slow server
     report = send_day(pipeline.open_store(s), s, DAY)
-    got = recorder.by_rcpt()
+    got = smtp.by_rcpt()
     assert {e: len(got.get(e, [])) for e in emails} == {e: (0 if e == emails[4] else 1) for e in emails}
     assert (report.sent, report.failed, report.suppressed, report.pending) == (9, 1, 1, 0)
     assert report.retried == 4
@@ -125,63 +99,59 @@ def test_faults_every_subscriber_gets_exactly_one(settings, smtp) -> None:  # ty
         bounced = sess.scalar(select(SubscriberRow.status).where(SubscriberRow.email == emails[4]))
     assert bounced == "bounced"
     again = send_day(engine, s, DAY)
-    assert (again.sent, again.failed) == (0, 0) and len(recorder.messages) == 9
+    assert (again.sent, again.failed) == (0, 0) and len(smtp.messages) == 9
 
 
-def test_broken_server_stops_the_run(settings, smtp) -> None:  # type: ignore[no-untyped-def]
-    controller, recorder = smtp
-    s = smtp_settings(settings, controller, send_max_consecutive_errors=3, send_batch_size=2)
+def test_broken_server_stops_the_run(settings: Settings, smtp: SmtpTestServer) -> None:
+    s = send_settings(settings, smtp, send_max_consecutive_errors=3, send_batch_size=2)
     emails, _ = plan(s, 8)
     for e in emails:
-        recorder.rcpt_replies[e] = ["421 4.7.0 server broken"] * 100
+        smtp.rcpt.queued[e] = ["421 4.7.0 server broken"] * 100
     with pytest.raises(TooManySendErrors, match="3 send errors in a row") as exc:
         send_day(pipeline.open_store(s), s, DAY)
-    assert exc.value.report.sent == 0 and recorder.messages == []
+    assert exc.value.report.sent == 0 and smtp.messages == []
     assert set(statuses(s).values()) == {"planned"}, "nothing is lost: every row is still planned"
 
 
-def test_two_senders_at_once_send_each_mail_once(settings, smtp) -> None:  # type: ignore[no-untyped-def]
-    controller, recorder = smtp
-    s = smtp_settings(settings, controller, send_batch_size=3)
+def test_two_senders_at_once_send_each_mail_once(settings: Settings, smtp: SmtpTestServer) -> None:
+    s = send_settings(settings, smtp, send_batch_size=3)
     emails, _ = plan(s, 30)
-    recorder.data_delay = 0.01
-    reports = []
+    smtp.data_delay = 0.01
+    reports: list[SendReport] = []
     threads = [threading.Thread(target=lambda: reports.append(send_day(pipeline.open_store(s), s, DAY)))
                for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert sorted(m.rcpt for m in recorder.messages) == sorted(emails)
+    assert sorted(m.rcpt for m in smtp.messages) == sorted(emails)
     assert sum(r.sent for r in reports) == 30
 
 
-def test_parallel_connections(settings, smtp) -> None:  # type: ignore[no-untyped-def]
-    controller, recorder = smtp
-    s = smtp_settings(settings, controller, smtp_connections=3, send_batch_size=4)
+def test_parallel_connections(settings: Settings, smtp: SmtpTestServer) -> None:
+    s = send_settings(settings, smtp, smtp_connections=3, send_batch_size=4)
     emails, _ = plan(s, 24)
     report = send_day(pipeline.open_store(s), s, DAY)
-    assert report.sent == 24 and sorted(m.rcpt for m in recorder.messages) == sorted(emails)
-    assert recorder.connections == 3
+    assert report.sent == 24 and sorted(m.rcpt for m in smtp.messages) == sorted(emails)
+    assert smtp.connections == 3
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kill_after", [1, 7, 16])
-def test_kill_9_mid_batch_then_rerun(settings, smtp, kill_after: int) -> None:  # type: ignore[no-untyped-def]
-    controller, recorder = smtp
-    s = smtp_settings(settings, controller, send_batch_size=5)
+def test_kill_9_mid_batch_then_rerun(settings: Settings, smtp: SmtpTestServer, kill_after: int) -> None:
+    s = send_settings(settings, smtp, send_batch_size=5)
     emails, _ = plan(s, 20)
-    recorder.data_delay = 0.05
+    smtp.data_delay = 0.05
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")} | {
         "DIGEST_DATABASE_URL": s.database_url, "DIGEST_SMTP_HOST": "127.0.0.1",
-        "DIGEST_SMTP_PORT": str(controller.port), "DIGEST_SMTP_SECURITY": "none",
-        "DIGEST_SECRET_KEY": "test-secret-key-0123456789", "DIGEST_SEND_BATCH_SIZE": "5",
+        "DIGEST_SMTP_PORT": str(smtp.port), "DIGEST_SMTP_SECURITY": "none",
+        "DIGEST_SECRET_KEY": SECRET, "DIGEST_SEND_BATCH_SIZE": "5",
         "DIGEST_SEND_LEASE_SECONDS": "1",
     }
     cmd = [sys.executable, "-m", "digest.cli", "send", "--date", DAY.isoformat(), "--json"]
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
-    while len(recorder.messages) < kill_after and time.monotonic() < deadline and proc.poll() is None:
+    while len(smtp.messages) < kill_after and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.005)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -194,9 +164,9 @@ def test_kill_9_mid_batch_then_rerun(settings, smtp, kill_after: int) -> None:  
     report = json.loads(second.stdout)
     assert report["resent"] == in_flight
     assert set(statuses(s).values()) == {"sent"}
-    counts = {e: len(recorder.by_rcpt().get(e, [])) for e in emails}
+    counts = {e: len(smtp.by_rcpt().get(e, [])) for e in emails}
     assert all(c >= 1 for c in counts.values()), counts
     duplicates = sum(c - 1 for c in counts.values())
     assert duplicates <= 1, f"at most the one in-flight message is duplicated, got {counts}"
-    ids = {e: {m.message_id for m in recorder.by_rcpt()[e]} for e in emails}
+    ids = {e: {m.message_id for m in smtp.by_rcpt()[e]} for e in emails}
     assert all(len(v) == 1 for v in ids.values()), "a re-sent digest keeps its Message-ID"

@@ -7,10 +7,9 @@ import time
 import pytest
 from itsdangerous import TimestampSigner
 
-from digest.config import Settings
 from digest.signing import BadToken, LinkSigner, MissingSecretError
 
-SECRET = "test-secret-0123456789abcdef"
+from .builders import SECRET, bare_settings
 
 
 def test_round_trip_with_extra() -> None:
@@ -53,7 +52,7 @@ def test_expiry_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_urls_use_public_url_and_verify() -> None:
-    s = LinkSigner.from_settings(Settings(_env_file=None, secret_key=SECRET, public_url="https://d.example/"))  # type: ignore[call-arg]
+    s = LinkSigner.from_settings(bare_settings(secret_key=SECRET, public_url="https://d.example/"))
     assert s.unsubscribe_url(3).startswith("https://d.example/unsubscribe/")
     assert s.preferences_url(3).startswith("https://d.example/preferences/")
     assert s.confirm_url(3).startswith("https://d.example/confirm/")
@@ -67,6 +66,6 @@ def test_urls_use_public_url_and_verify() -> None:
 
 def test_no_secret_is_an_error_unless_demo_fallback() -> None:
     with pytest.raises(MissingSecretError):
-        LinkSigner.from_settings(Settings(_env_file=None))  # type: ignore[call-arg]
-    demo = LinkSigner.from_settings(Settings(_env_file=None, demo_secret_fallback=True))  # type: ignore[call-arg]
+        LinkSigner.from_settings(bare_settings())
+    demo = LinkSigner.from_settings(bare_settings(demo_secret_fallback=True))
     assert demo.verify("unsubscribe", demo.token("unsubscribe", 1))["subscriber_id"] == 1

@@ -10,6 +10,7 @@ from sqlalchemy import func, inspect, select, text
 
 from digest import pipeline
 from digest.models import InvalidAddressError
+from digest.config import Settings
 from digest.models import SubscriberStatus
 from digest.sources.huggingface import load_listing_file, parse_api
 from digest.store import create_db_engine, session_factory, upgrade
@@ -24,9 +25,9 @@ from digest.store.subscribers import (
 )
 from digest.store.tables import PaperRow, UpvoteRow
 
-from .conftest import HF_FIXTURES
+from .builders import API_2025_06_05
 
-DAY = HF_FIXTURES / "api_daily_papers_2025-06-05.collector.json"
+DAY = API_2025_06_05
 
 
 def test_migrations_run_from_empty(db_url: str) -> None:
@@ -44,7 +45,7 @@ def test_migrations_run_from_empty(db_url: str) -> None:
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
 
 
-def test_refetching_a_day_adds_no_rows_and_grows_history(settings) -> None:  # type: ignore[no-untyped-def]
+def test_refetching_a_day_adds_no_rows_and_grows_history(settings: Settings) -> None:
     engine = pipeline.open_store(settings)
     first = pipeline.store(engine, load_listing_file(DAY))
     assert (first.report.new, first.report.updated) == (30, 0)
@@ -64,10 +65,11 @@ def test_refetching_a_day_adds_no_rows_and_grows_history(settings) -> None:  # t
         top = items[0]["paper"]
         assert list(upvote_history(s, top["id"])) == [top["upvotes"] - 7, top["upvotes"]]
         assert s.scalar(select(func.count()).select_from(UpvoteRow)) == 32
-        assert s.get(PaperRow, top["id"]).upvotes == top["upvotes"]  # type: ignore[union-attr]
+        stored = s.get(PaperRow, top["id"])
+        assert stored is not None and stored.upvotes == top["upvotes"]
 
 
-def test_changed_abstract_changes_content_hash(settings) -> None:  # type: ignore[no-untyped-def]
+def test_changed_abstract_changes_content_hash(settings: Settings) -> None:
     engine = pipeline.open_store(settings)
     listing = load_listing_file(DAY)
     pipeline.store(engine, listing)
@@ -80,7 +82,7 @@ def test_changed_abstract_changes_content_hash(settings) -> None:  # type: ignor
         assert row is not None and row.content_hash != p.content_hash and row.abstract.endswith("Revised.")
 
 
-def test_a_paper_listed_again_later_stays_one_row(settings) -> None:  # type: ignore[no-untyped-def]
+def test_a_paper_listed_again_later_stays_one_row(settings: Settings) -> None:
     engine = pipeline.open_store(settings)
     listing = load_listing_file(DAY)
     pipeline.store(engine, listing)
@@ -92,7 +94,7 @@ def test_a_paper_listed_again_later_stays_one_row(settings) -> None:  # type: ig
         assert list_papers(s, p.listing_date)[0].arxiv_id == p.arxiv_id
 
 
-def test_subscribers_are_validated_and_unique(settings) -> None:  # type: ignore[no-untyped-def]
+def test_subscribers_are_validated_and_unique(settings: Settings) -> None:
     engine = pipeline.open_store(settings)
     with session_factory(engine).begin() as s:
         sub = add_subscriber(s, "  Ada@Example.ORG ", interests=["video diffusion", " video  diffusion", "LLM reasoning"],

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from fastapi.testclient import TestClient
@@ -20,10 +21,15 @@ from digest.models import Paper
 from digest.signing import LinkSigner
 from digest.store import create_db_engine, session_factory
 from digest.store.papers import upsert_papers
-from digest.store.tables import FeedbackRow, SubscriberRow
+from digest.store.tables import DeliveryRow, FeedbackRow, SubscriberRow
 from digest.web import create_app
 from digest.web.security import RateLimiter
-from tests.smtp_server import Recorder, RecordingController, start_server
+
+from .builders import SECRET, add_reader, confirm_link, smtp_settings, subscriber_row
+from .smtp_server import SmtpTestServer
+
+if TYPE_CHECKING:
+    from httpx2 import Response  # what starlette's TestClient returns when httpx2 is installed (it is)
 
 PUBLIC = "http://testserver"
 PAPER = "2506.01234"
@@ -31,26 +37,9 @@ FORM = {"content-type": "application/x-www-form-urlencoded"}
 
 
 @pytest.fixture
-def smtp_server() -> Iterator[tuple[RecordingController, Recorder]]:
-    controller, recorder = start_server()
-    try:
-        yield controller, recorder
-    finally:
-        controller.stop()
-
-
-@pytest.fixture
-def smtp(smtp_server: tuple[RecordingController, Recorder]) -> Recorder:
-    return smtp_server[1]
-
-
-@pytest.fixture
-def web_settings(settings: Settings, smtp_server: tuple[RecordingController, Recorder]) -> Settings:
-    return settings.model_copy(update={
-        "secret_key": SecretStr("test-secret-key-for-the-web-pages"), "public_url": PUBLIC,
-        "smtp_host": "127.0.0.1", "smtp_port": smtp_server[0].port, "smtp_security": "none",
-        "smtp_timeout": 5.0, "mail_from": "Papers Digest <digest@example.org>",
-    })
+def web_settings(settings: Settings, smtp: SmtpTestServer) -> Settings:
+    return smtp_settings(smtp.port, settings, secret_key=SecretStr(SECRET), public_url=PUBLIC,
+                         mail_from="Papers Digest <digest@example.org>")
 
 
 @pytest.fixture
@@ -69,12 +58,6 @@ def rows(settings: Settings) -> list[SubscriberRow]:
         return list(session.scalars(select(SubscriberRow).order_by(SubscriberRow.id)))
 
 
-def row(settings: Settings, email: str) -> SubscriberRow:
-    found = [r for r in rows(settings) if r.email == email]
-    assert len(found) == 1
-    return found[0]
-
-
 def feedback_rows(settings: Settings) -> list[tuple[int, str, int]]:
     with session_factory(create_db_engine(settings.database_url))() as session:
         return [(f.subscriber_id, f.arxiv_id, f.value) for f in session.scalars(select(FeedbackRow))]
@@ -87,35 +70,14 @@ def csrf(html: str) -> str:
 
 
 def subscribe(client: TestClient, email: str, interests: str = "video diffusion\nLLM reasoning",
-              max_papers: str = "5", **headers: str):
+              max_papers: str = "5", **headers: str) -> Response:
     token = csrf(client.get("/").text)
     return client.post("/subscribe", data={"email": email, "interests": interests, "max_papers": max_papers,
                                            "csrf_token": token}, headers=headers or None)
 
 
-def confirm_link(recorder: Recorder, email: str) -> str:
-    msgs = recorder.by_rcpt()[email]
-    msg = msgs[-1].parse()
-    text = msg.get_body(("plain",)).get_content()
-    m = re.search(r"(http\S+/confirm/\S+)", text)
-    assert m, text
-    html = msg.get_body(("html",)).get_content()
-    assert m.group(1) in html
-    return m.group(1)
-
-
 def tamper(token: str) -> str:
     return token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")
-
-
-def add(settings: Settings, email: str, status: str = "active") -> int:
-    from digest.models import SubscriberStatus
-    from digest.store.subscribers import add_subscriber
-
-    with session_factory(create_db_engine(settings.database_url)).begin() as session:
-        sub = add_subscriber(session, email, interests=["robotics"], status=SubscriberStatus(status))
-        assert sub.id is not None
-        return sub.id
 
 
 # -- subscribe and confirm ----------------------------------------------------------------------------
@@ -131,10 +93,10 @@ def test_subscribe_page(client: TestClient) -> None:
     assert r.headers["referrer-policy"] == "same-origin"
 
 
-def test_subscribe_double_opt_in(client: TestClient, web_settings: Settings, smtp: Recorder) -> None:
+def test_subscribe_double_opt_in(client: TestClient, web_settings: Settings, smtp: SmtpTestServer) -> None:
     r = subscribe(client, "Ada@Example.org", "video diffusion\n\n  LLM   reasoning \nvideo diffusion", "7")
     assert r.status_code == 200 and "Check your inbox" in r.text
-    sub = row(web_settings, "ada@example.org")
+    sub = subscriber_row(web_settings, "ada@example.org")
     assert (sub.status, sub.interests, sub.max_papers, sub.confirmed_at) == (
         "pending", ["video diffusion", "LLM reasoning"], 7, None)
     assert len(smtp.messages) == 1
@@ -145,23 +107,21 @@ def test_subscribe_double_opt_in(client: TestClient, web_settings: Settings, smt
 
     r = client.get(link)
     assert r.status_code == 200 and "subscribed" in r.text
-    sub = row(web_settings, "ada@example.org")
+    sub = subscriber_row(web_settings, "ada@example.org")
     assert sub.status == "active" and sub.confirmed_at is not None
     first = sub.confirmed_at
     assert client.get(link).status_code == 200  # following it twice is harmless
-    assert row(web_settings, "ada@example.org").confirmed_at == first
+    assert subscriber_row(web_settings, "ada@example.org").confirmed_at == first
 
 
 def deliveries(settings: Settings) -> list[tuple[str, str, int, str | None]]:
-    from digest.store.tables import DeliveryRow
-
     with session_factory(create_db_engine(settings.database_url))() as session:
         return [(d.kind, d.status, d.attempts, d.last_error)
                 for d in session.scalars(select(DeliveryRow).order_by(DeliveryRow.id))]
 
 
 def test_confirmation_goes_through_the_outbox_with_the_digest_headers(
-    client: TestClient, web_settings: Settings, smtp: Recorder
+    client: TestClient, web_settings: Settings, smtp: SmtpTestServer
 ) -> None:
     subscribe(client, "ada@example.org")
     assert deliveries(web_settings) == [("confirm", "sent", 1, None)]
@@ -172,12 +132,12 @@ def test_confirmation_goes_through_the_outbox_with_the_digest_headers(
 
 
 def test_confirmation_refused_by_the_server_is_retried_not_lost(
-    web_settings: Settings, smtp: Recorder
+    web_settings: Settings, smtp: SmtpTestServer
 ) -> None:
     """A 451 at sign-up leaves the confirmation in the outbox with its error; the web process's retry
     loop sends it once the retry is due."""
-    fast = web_settings.model_copy(update={"web_confirm_retry_seconds": 0.2, "send_retry_initial": 0.3})
-    smtp.rcpt_replies["late@example.org"] = ["451 4.7.1 greylisted, try again later"]
+    fast = web_settings.model_copy(update={"web_confirm_retry_seconds": 0.2, "send_retry_initial": 3.0})
+    smtp.rcpt.queued["late@example.org"] = ["451 4.7.1 greylisted, try again later"]
     with TestClient(create_app(fast)) as c:
         subscribe(c, "late@example.org")
         ((kind, status, attempts, error),) = deliveries(fast)
@@ -191,16 +151,16 @@ def test_confirmation_refused_by_the_server_is_retried_not_lost(
     assert confirm_link(smtp, "late@example.org").startswith(f"{PUBLIC}/confirm/")
 
 
-def test_duplicate_signup_does_not_leak(client: TestClient, web_settings: Settings, smtp: Recorder) -> None:
+def test_duplicate_signup_does_not_leak(client: TestClient, web_settings: Settings, smtp: SmtpTestServer) -> None:
     new = subscribe(client, "dup@example.org")
     again_pending = subscribe(client, "dup@example.org", "something else", "50")
     assert new.status_code == again_pending.status_code == 200
     assert new.text == again_pending.text
     assert len(rows(web_settings)) == 1
-    assert row(web_settings, "dup@example.org").interests == ["video diffusion", "LLM reasoning"]  # unchanged
+    assert subscriber_row(web_settings, "dup@example.org").interests == ["video diffusion", "LLM reasoning"]  # unchanged
     assert len(smtp.messages) == 1  # at most one confirmation per address and day (one outbox row)
     client.get(confirm_link(smtp, "dup@example.org"))
-    assert row(web_settings, "dup@example.org").status == "active"
+    assert subscriber_row(web_settings, "dup@example.org").status == "active"
 
     already = subscribe(client, "DUP@example.org")
     assert already.status_code == 200 and already.text == new.text
@@ -211,18 +171,18 @@ def test_duplicate_signup_does_not_leak(client: TestClient, web_settings: Settin
 
 
 def test_resubscribe_after_unsubscribe_needs_confirmation(
-    client: TestClient, web_settings: Settings, smtp: Recorder, signer: LinkSigner
+    client: TestClient, web_settings: Settings, smtp: SmtpTestServer, signer: LinkSigner
 ) -> None:
-    sid = add(web_settings, "back@example.org", "unsubscribed")
+    sid = add_reader(web_settings, "back@example.org", "unsubscribed")
     subscribe(client, "back@example.org")
-    assert row(web_settings, "back@example.org").status == "unsubscribed"  # nothing changes before confirming
+    assert subscriber_row(web_settings, "back@example.org").status == "unsubscribed"  # nothing changes before confirming
     client.get(confirm_link(smtp, "back@example.org"))
-    assert row(web_settings, "back@example.org").status == "active"
-    assert row(web_settings, "back@example.org").id == sid
+    assert subscriber_row(web_settings, "back@example.org").status == "active"
+    assert subscriber_row(web_settings, "back@example.org").id == sid
 
 
 @pytest.mark.parametrize("address", ["not-an-address", "a@", "two@@example.org", "<script>alert(1)</script>@x.org"])
-def test_invalid_address(client: TestClient, web_settings: Settings, smtp: Recorder, address: str) -> None:
+def test_invalid_address(client: TestClient, web_settings: Settings, smtp: SmtpTestServer, address: str) -> None:
     r = subscribe(client, address)
     assert r.status_code == 400
     assert "valid email address" in r.text
@@ -237,7 +197,7 @@ def test_invalid_max_papers(client: TestClient, web_settings: Settings, max_pape
     assert rows(web_settings) == []
 
 
-def test_subscribe_csrf(client: TestClient, web_settings: Settings, smtp: Recorder) -> None:
+def test_subscribe_csrf(client: TestClient, web_settings: Settings, smtp: SmtpTestServer) -> None:
     data = {"email": "c@example.org", "interests": "x", "max_papers": "5"}
     assert client.post("/subscribe", data=data).status_code == 403  # no token
     assert client.post("/subscribe", data={**data, "csrf_token": tamper(csrf(client.get("/").text))}).status_code == 403
@@ -279,8 +239,8 @@ def test_rate_limiter_window() -> None:
 def test_tampered_and_foreign_tokens_change_nothing(
     client: TestClient, web_settings: Settings, signer: LinkSigner
 ) -> None:
-    pending = add(web_settings, "p@example.org", "pending")
-    active = add(web_settings, "a@example.org", "active")
+    pending = add_reader(web_settings, "p@example.org", "pending")
+    active = add_reader(web_settings, "a@example.org", "active")
     unsub = signer.token("unsubscribe", active)
     prefs = signer.token("preferences", active)
     cases = [
@@ -302,39 +262,39 @@ def test_tampered_and_foreign_tokens_change_nothing(
         assert r.status_code == 400, (method, url)
         assert "does not work" in r.text
     assert {r.email: r.status for r in rows(web_settings)} == {"p@example.org": "pending", "a@example.org": "active"}
-    assert row(web_settings, "a@example.org").interests == ["robotics"]
+    assert subscriber_row(web_settings, "a@example.org").interests == ["robotics"]
     assert feedback_rows(web_settings) == []
 
 
 def test_expired_confirm_link(client: TestClient, web_settings: Settings, signer: LinkSigner,
                               monkeypatch: pytest.MonkeyPatch) -> None:
-    sid = add(web_settings, "late@example.org", "pending")
+    sid = add_reader(web_settings, "late@example.org", "pending")
     monkeypatch.setattr("digest.web.routes.CONFIRM_MAX_AGE", -1)
     r = client.get(signer.confirm_url(sid))
     assert r.status_code == 400 and "expired" in r.text
-    assert row(web_settings, "late@example.org").status == "pending"
+    assert subscriber_row(web_settings, "late@example.org").status == "pending"
 
 
 # -- unsubscribe --------------------------------------------------------------------------------------
 
 
 def test_unsubscribe_get_shows_a_button_only(client: TestClient, web_settings: Settings, signer: LinkSigner) -> None:
-    sid = add(web_settings, "u@example.org")
+    sid = add_reader(web_settings, "u@example.org")
     r = client.get(signer.unsubscribe_url(sid))
     assert r.status_code == 200 and "<title>Unsubscribe</title>" in r.text
     assert 'method="post"' in r.text and 'name="List-Unsubscribe" value="One-Click"' in r.text
-    assert row(web_settings, "u@example.org").status == "active"
+    assert subscriber_row(web_settings, "u@example.org").status == "active"
 
 
 def test_one_click_unsubscribe_is_idempotent(client: TestClient, web_settings: Settings,
                                              signer: LinkSigner) -> None:
-    sid = add(web_settings, "u@example.org")
+    sid = add_reader(web_settings, "u@example.org")
     url = signer.unsubscribe_url(sid)
     # a mail client's RFC 8058 POST: no cookies, no CSRF token, no Origin
     for _ in range(2):
         r = client.post(url, content=b"List-Unsubscribe=One-Click", headers=FORM)
         assert r.status_code == 200 and "unsubscribed" in r.text
-        assert row(web_settings, "u@example.org").status == "unsubscribed"
+        assert subscriber_row(web_settings, "u@example.org").status == "unsubscribed"
     assert not client.cookies
 
 
@@ -348,7 +308,7 @@ def _store_paper(settings: Settings) -> None:
 
 def test_feedback_recorded_from_the_token(client: TestClient, web_settings: Settings, signer: LinkSigner) -> None:
     _store_paper(web_settings)
-    sid = add(web_settings, "f@example.org")
+    sid = add_reader(web_settings, "f@example.org")
     up = signer.feedback_url(sid, PAPER, "up")
     r = client.get(up)
     assert r.status_code == 200 and "Thanks" in r.text and "<title>" in r.text
@@ -362,7 +322,7 @@ def test_feedback_recorded_from_the_token(client: TestClient, web_settings: Sett
 
 
 def test_feedback_for_unknown_paper(client: TestClient, web_settings: Settings, signer: LinkSigner) -> None:
-    sid = add(web_settings, "f@example.org")
+    sid = add_reader(web_settings, "f@example.org")
     r = client.get(signer.feedback_url(sid, "2401.99999", "up"))
     assert r.status_code == 404
     assert feedback_rows(web_settings) == []
@@ -378,7 +338,7 @@ def _prefs_form(**over: str) -> dict[str, str]:
 
 
 def test_preferences_saved(client: TestClient, web_settings: Settings, signer: LinkSigner) -> None:
-    sid = add(web_settings, "pref@example.org")
+    sid = add_reader(web_settings, "pref@example.org")
     url = signer.preferences_url(sid)
     page = client.get(url)
     assert page.status_code == 200 and "<title>Preferences - Papers Digest</title>" in page.text
@@ -387,7 +347,7 @@ def test_preferences_saved(client: TestClient, web_settings: Settings, signer: L
     r = client.post(url, data={**_prefs_form(), "csrf_token": csrf(page.text)}, headers={"Origin": PUBLIC})
     assert r.status_code == 200 and "saved" in r.text
     assert "&lt;b&gt;bold&lt;/b&gt;" in r.text and "<b>bold</b>" not in r.text
-    sub = row(web_settings, "pref@example.org")
+    sub = subscriber_row(web_settings, "pref@example.org")
     assert sub.interests == ["graph neural networks", "<b>bold</b>"]
     assert (sub.negative_interests, sub.include_keywords, sub.exclude_keywords) == (
         ["survey papers"], [], ["benchmark", "survey"])
@@ -397,17 +357,17 @@ def test_preferences_saved(client: TestClient, web_settings: Settings, signer: L
 @pytest.mark.parametrize("bad", [{"frequency": "hourly"}, {"max_papers": "0"}, {"interests": "x" * 300}])
 def test_preferences_invalid_values(client: TestClient, web_settings: Settings, signer: LinkSigner,
                                     bad: dict[str, str]) -> None:
-    sid = add(web_settings, "pref@example.org")
+    sid = add_reader(web_settings, "pref@example.org")
     url = signer.preferences_url(sid)
     r = client.post(url, data={**_prefs_form(**bad), "csrf_token": csrf(client.get(url).text)})
     assert r.status_code == 400 and 'class="error"' in r.text
-    sub = row(web_settings, "pref@example.org")
+    sub = subscriber_row(web_settings, "pref@example.org")
     assert (sub.interests, sub.max_papers, sub.frequency) == (["robotics"], 10, "daily")
 
 
 def test_preferences_csrf(client: TestClient, web_settings: Settings, signer: LinkSigner) -> None:
-    a = add(web_settings, "a@example.org")
-    b = add(web_settings, "b@example.org")
+    a = add_reader(web_settings, "a@example.org")
+    b = add_reader(web_settings, "b@example.org")
     url_a, url_b = signer.preferences_url(a), signer.preferences_url(b)
     token_b = csrf(client.get(url_b).text)
     for data, headers in [
@@ -418,7 +378,7 @@ def test_preferences_csrf(client: TestClient, web_settings: Settings, signer: Li
     ]:
         r = client.post(url_a, data=data, headers=headers)
         assert r.status_code == 403 and "Nothing was saved" in r.text
-    assert row(web_settings, "a@example.org").interests == ["robotics"]
+    assert subscriber_row(web_settings, "a@example.org").interests == ["robotics"]
 
 
 # -- the command ---------------------------------------------------------------------------------------
@@ -429,7 +389,7 @@ def test_cli_web_refuses_to_start_without_secret(tmp_path: Path, monkeypatch: py
 
     monkeypatch.chdir(tmp_path)  # no .env
     result = CliRunner().invoke(app, ["web", "--port", "0"], env={
-        "DIGEST_SECRET_KEY": None, "DIGEST_DEMO_SECRET_FALLBACK": None,  # type: ignore[dict-item]
+        "DIGEST_SECRET_KEY": None, "DIGEST_DEMO_SECRET_FALLBACK": None,
         "DIGEST_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
     })
     assert result.exit_code == 2

@@ -4,7 +4,6 @@ followed in the browser, preferences saved, then an RFC 8058 one-click unsubscri
 
 from __future__ import annotations
 
-import re
 import shutil
 import threading
 import time
@@ -13,16 +12,15 @@ from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import select
 
 from digest.config import Settings
+from digest.mailsink import free_port
 from digest.signing import LinkSigner
-from digest.store import create_db_engine, session_factory
-from digest.store.tables import SubscriberRow
 from digest.web import create_app
-from tests.smtp_server import free_port, start_server
 
-ROOT = Path(__file__).resolve().parent.parent
+from .builders import ROOT, SECRET, confirm_link, smtp_settings, subscriber_row
+from .smtp_server import SmtpTestServer
+
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -30,24 +28,14 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 pytestmark = pytest.mark.slow
 
 
-def _subscriber(settings: Settings, email: str) -> SubscriberRow:
-    with session_factory(create_db_engine(settings.database_url))() as session:
-        row = session.scalar(select(SubscriberRow).where(SubscriberRow.email == email))
-        assert row is not None
-        return row
-
-
 @pytest.fixture
-def served(settings: Settings) -> Iterator[tuple[Settings, object]]:
+def served(settings: Settings, smtp: SmtpTestServer) -> Iterator[Settings]:
+    """The web app served by uvicorn on a free port of 127.0.0.1, mailing through ``smtp``."""
     import uvicorn
 
-    controller, recorder = start_server()
     port = free_port()
-    s = settings.model_copy(update={
-        "secret_key": SecretStr("browser-test-secret-key"), "public_url": f"http://127.0.0.1:{port}",
-        "smtp_host": "127.0.0.1", "smtp_port": controller.port, "smtp_security": "none", "smtp_timeout": 5.0,
-        "mail_from": "Papers Digest <digest@example.org>",
-    })
+    s = smtp_settings(smtp.port, settings, secret_key=SecretStr(SECRET), public_url=f"http://127.0.0.1:{port}",
+                      mail_from="Papers Digest <digest@example.org>")
     server = uvicorn.Server(uvicorn.Config(create_app(s), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -56,19 +44,18 @@ def served(settings: Settings) -> Iterator[tuple[Settings, object]]:
         assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
     try:
-        yield s, recorder
+        yield s
     finally:
         server.should_exit = True
         thread.join(10)
-        controller.stop()
 
 
-def test_subscribe_confirm_preferences_unsubscribe_in_chromium(served: tuple[Settings, object]) -> None:
+def test_subscribe_confirm_preferences_unsubscribe_in_chromium(served: Settings, smtp: SmtpTestServer) -> None:
     if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
         pytest.fail("Chromium is not installed: `make test` installs it (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
-    settings, recorder = served
+    settings = served
     base = settings.public_url
     address = "grace@example.org"
     with sync_playwright() as p:
@@ -85,20 +72,20 @@ def test_subscribe_confirm_preferences_unsubscribe_in_chromium(served: tuple[Set
             page.screenshot(path=str(shots / "subscribe.png"), full_page=True)
             page.click("button[type=submit]")
             page.wait_for_selector("text=Check your inbox")
-            assert _subscriber(settings, address).status == "pending"
+            assert subscriber_row(settings, address).status == "pending"
 
             deadline = time.monotonic() + 15
-            while not recorder.messages:  # type: ignore[attr-defined]
+            while not smtp.messages:
                 assert time.monotonic() < deadline, "no confirmation mail"
                 time.sleep(0.05)
-            msg = recorder.messages[0].parse()  # type: ignore[attr-defined]
+            msg = smtp.messages[0].parse()
             assert msg["To"] == address
-            link = re.search(r"(http\S+/confirm/\S+)", msg.get_body(("plain",)).get_content()).group(1)  # type: ignore[union-attr]
+            link = confirm_link(smtp, address)
             assert link.startswith(base + "/confirm/")
 
             page.goto(link)
             page.wait_for_selector("text=You're subscribed")
-            sub = _subscriber(settings, address)
+            sub = subscriber_row(settings, address)
             assert sub.status == "active" and sub.confirmed_at is not None
             assert sub.interests == ["video diffusion", "LLM reasoning"] and sub.max_papers == 5
 
@@ -107,13 +94,13 @@ def test_subscribe_confirm_preferences_unsubscribe_in_chromium(served: tuple[Set
             page.select_option("#frequency", "weekly")
             page.click("text=Save preferences")
             page.wait_for_selector("text=Your preferences are saved.")
-            sub = _subscriber(settings, address)
+            sub = subscriber_row(settings, address)
             assert (sub.exclude_keywords, sub.frequency) == (["survey"], "weekly")
 
             unsubscribe_url = LinkSigner.from_settings(settings).unsubscribe_url(sub.id)
             page.goto(unsubscribe_url)  # GET shows the button only
             page.wait_for_selector("button:has-text('Unsubscribe')")
-            assert _subscriber(settings, address).status == "active"
+            assert subscriber_row(settings, address).status == "active"
 
             # RFC 8058: what a mail client sends, without cookies or any page state
             request = p.request.new_context()
@@ -123,6 +110,6 @@ def test_subscribe_confirm_preferences_unsubscribe_in_chromium(served: tuple[Set
                 assert r.status == 200
             finally:
                 request.dispose()
-            assert _subscriber(settings, address).status == "unsubscribed"
+            assert subscriber_row(settings, address).status == "unsubscribed"
         finally:
             browser.close()

@@ -1,6 +1,6 @@
 """Data shipped with the package: a real Hugging Face listing snapshot for the demo and offline runs.
 
-``listing_2026-08-18.json`` is a byte-for-byte copy of ``shared/fixtures/hf/api_daily_papers_2026-08-18.collector.json``
+``listing_2026-08-18.json`` is a byte-for-byte copy of ``tests/fixtures/hf/api_daily_papers_2026-08-18.collector.json``
 (see that folder's PROVENANCE.md): the API answer for 2026-08-18, 29 papers."""
 
 from importlib.resources import files
