@@ -85,6 +85,10 @@ class Subscriber:
     id: int | None = None
     created_at: datetime | None = None
     confirmed_at: datetime | None = None
+    link_key: str | None = None  # in every signed link of this subscriber (digest.signing)
+    status_changed_at: datetime | None = None
+    pending_interests: tuple[str, ...] | None = None  # typed at a sign-up waiting for its confirmation
+    pending_max_papers: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

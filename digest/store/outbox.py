@@ -188,7 +188,8 @@ def mark_failed(session: Session, delivery_id: int, error: str, suppress_subscri
     _set(session, delivery_id, status=DeliveryStatus.failed.value, claim_token=None, last_error=error)
     if suppress_subscriber is not None:
         session.execute(
-            update(SubscriberRow).where(SubscriberRow.id == suppress_subscriber).values(status="bounced")
+            update(SubscriberRow).where(SubscriberRow.id == suppress_subscriber, SubscriberRow.status != "bounced")
+            .values(status="bounced", status_changed_at=utcnow())
         )
 
 
