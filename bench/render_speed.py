@@ -43,7 +43,7 @@ def main() -> None:
         for i in range(10)
     ]
     pairs = [(p, Pick(p.arxiv_id, i + 1, 0.9 - i / 100, "interest: LLM reasoning")) for i, p in enumerate(papers)]
-    sub = Subscriber(email="ada@example.org", name="Ada", id=7)
+    sub = Subscriber(email="ada@example.org", name="Ada", id=7, link_key="bench-link-key")
     ctx = build_context(sub, DAY, pairs, settings, signer)
     env = environment()
     html_t, text_t = env.get_template("digest.html.j2"), env.get_template("digest.txt.j2")

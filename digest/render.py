@@ -291,26 +291,26 @@ def build_context(
     signer: LinkSigner,
 ) -> DigestContext:
     """The digest of ``subscriber`` for ``digest_date`` with every signed link built (ordered by rank)."""
-    if subscriber.id is None:
-        raise ValueError("subscriber has no id: store it before building its digest")
-    sid = subscriber.id
+    if subscriber.id is None or subscriber.link_key is None:
+        raise ValueError("subscriber has no id or link key: store it before building its digest")
+    sid, key = subscriber.id, subscriber.link_key
     items = tuple(
         DigestItem(
             paper=paper,
             pick=pick,
-            feedback_up_url=signer.feedback_url(sid, paper.arxiv_id, "up"),
-            feedback_down_url=signer.feedback_url(sid, paper.arxiv_id, "down"),
+            feedback_up_url=signer.feedback_url(sid, paper.arxiv_id, "up", key=key),
+            feedback_down_url=signer.feedback_url(sid, paper.arxiv_id, "down", key=key),
         )
         for paper, pick in sorted(papers_and_picks, key=lambda pp: pp[1].rank)
     )
-    unsub_token = signer.token("unsubscribe", sid)
+    unsub_token = signer.token("unsubscribe", sid, key=key)
     mailto = f"mailto:{settings.unsubscribe_mailto.removeprefix('mailto:')}?subject=unsubscribe%20{unsub_token}"
     return DigestContext(
         subscriber=subscriber,
         digest_date=digest_date,
         items=items,
         unsubscribe_url=f"{signer.public_url}/unsubscribe/{unsub_token}",
-        preferences_url=signer.preferences_url(sid),
+        preferences_url=signer.preferences_url(sid, key=key),
         unsubscribe_mailto=mailto,
         hf_base_url=settings.hf_base_url,
     )

@@ -49,6 +49,7 @@ HF_LISTINGS = {
 }
 
 SECRET = "test-secret-0123456789abcdef"  # signs every link the tests make
+LINK_KEY = "link-key-of-ada-0123456"  # the link key of a subscriber that is not stored
 
 # -- papers, picks and a digest, without a store --------------------------------------------------------
 
@@ -87,7 +88,7 @@ def bare_settings(**values: Any) -> Settings:
 def make_context(papers: list[Paper], sub: Subscriber | None = None, settings: Settings | None = None) -> DigestContext:
     """The digest of ``papers`` in that order for ``sub`` (Ada, id 7) on ``DAY``."""
     settings = settings or bare_settings(public_url="https://digest.example")
-    sub = sub or Subscriber(email="ada@example.org", name="Ada", id=7)
+    sub = sub or Subscriber(email="ada@example.org", name="Ada", id=7, link_key=LINK_KEY)
     signer = LinkSigner(SECRET, settings.public_url)
     return build_context(sub, DAY, [(p, pick(p, r)) for r, p in enumerate(papers, 1)], settings, signer)
 
@@ -112,6 +113,14 @@ def add_reader(settings: Settings, email: str, status: str = "active", interests
     """Store a subscriber directly (no confirmation mail); its id."""
     with session_factory(create_db_engine(settings.database_url)).begin() as session:
         return stored_id(add_subscriber(session, email, interests=interests, status=SubscriberStatus(status)))
+
+
+def link_key(settings: Settings, subscriber_id: int) -> str:
+    """The stored link key of a subscriber: what its signed links must carry."""
+    with session_factory(create_db_engine(settings.database_url))() as session:
+        row = session.get(SubscriberRow, subscriber_id)
+    assert row is not None, f"no subscriber {subscriber_id}"
+    return row.link_key
 
 
 def subscriber_row(settings: Settings, email: str) -> SubscriberRow:

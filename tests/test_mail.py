@@ -27,7 +27,7 @@ from digest.mailsink import free_port
 from digest.models import Subscriber
 from digest.render import HTML_LIMIT, render_digest
 
-from .builders import DAY, HOSTILE_TITLE, bare_settings, make_context, paper, smtp_settings
+from .builders import DAY, HOSTILE_TITLE, LINK_KEY, bare_settings, make_context, paper, smtp_settings
 from .smtp_server import SmtpTestServer
 
 
@@ -36,7 +36,7 @@ def make_message(to: str = "ada@example.org", name: str | None = "Ada", title: s
     papers = [paper(i) for i in range(10)]
     if title is not None:
         papers[0] = paper(0, title=title, authors=('<img src=x onerror=alert(2)>',))
-    ctx = make_context(papers, Subscriber(email=to, name=name, id=sid))
+    ctx = make_context(papers, Subscriber(email=to, name=name, id=sid, link_key=LINK_KEY))
     r = render_digest(ctx)
     return build_mail(
         r, to_addr=to, to_name=name, from_addr="Papers Digest <digest@digest.example>",

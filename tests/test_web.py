@@ -21,11 +21,12 @@ from digest.models import Paper
 from digest.signing import LinkSigner
 from digest.store import create_db_engine, session_factory
 from digest.store.papers import upsert_papers
+from digest.store.subscribers import remove_subscriber
 from digest.store.tables import DeliveryRow, FeedbackRow, SubscriberRow
 from digest.web import create_app
 from digest.web.security import RateLimiter
 
-from .builders import SECRET, add_reader, confirm_link, smtp_settings, subscriber_row
+from .builders import SECRET, add_reader, confirm_link, link_key, smtp_settings, subscriber_row
 from .smtp_server import SmtpTestServer
 
 if TYPE_CHECKING:
@@ -241,17 +242,18 @@ def test_tampered_and_foreign_tokens_change_nothing(
 ) -> None:
     pending = add_reader(web_settings, "p@example.org", "pending")
     active = add_reader(web_settings, "a@example.org", "active")
-    unsub = signer.token("unsubscribe", active)
-    prefs = signer.token("preferences", active)
+    k_pending, k_active = link_key(web_settings, pending), link_key(web_settings, active)
+    unsub = signer.token("unsubscribe", active, key=k_active)
+    prefs = signer.token("preferences", active, key=k_active)
     cases = [
-        ("GET", f"/confirm/{tamper(signer.token('confirm', pending))}"),
-        ("GET", f"/confirm/{signer.token('unsubscribe', pending)}"),  # foreign purpose
+        ("GET", f"/confirm/{tamper(signer.token('confirm', pending, key=k_pending))}"),
+        ("GET", f"/confirm/{signer.token('unsubscribe', pending, key=k_pending)}"),  # foreign purpose
         ("GET", f"/unsubscribe/{tamper(unsub)}"),
         ("POST", f"/unsubscribe/{tamper(unsub)}"),
-        ("POST", f"/unsubscribe/{signer.token('confirm', active)}"),
+        ("POST", f"/unsubscribe/{signer.token('confirm', active, key=k_active)}"),
         ("POST", f"/unsubscribe/{prefs}"),
-        ("GET", f"/feedback/{tamper(signer.token('feedback', active, p=PAPER, v='up'))}?paper={PAPER}&v=up"),
-        ("GET", f"/feedback/{signer.token('unsubscribe', active)}?paper={PAPER}&v=up"),
+        ("GET", f"/feedback/{tamper(signer.token('feedback', active, key=k_active, p=PAPER, v='up'))}?paper={PAPER}&v=up"),
+        ("GET", f"/feedback/{signer.token('unsubscribe', active, key=k_active)}?paper={PAPER}&v=up"),
         ("GET", f"/preferences/{tamper(prefs)}"),
         ("GET", f"/preferences/{unsub}"),
         ("POST", f"/preferences/{tamper(prefs)}"),
@@ -266,11 +268,36 @@ def test_tampered_and_foreign_tokens_change_nothing(
     assert feedback_rows(web_settings) == []
 
 
+def test_links_of_a_removed_subscriber_never_act_on_another(
+    client: TestClient, web_settings: Settings, signer: LinkSigner
+) -> None:
+    """Issue 11 High-4: add, remove, add another. The first one's links give the "does not work" page and
+    change nothing, for the next subscriber and even for one stored under the very same id (a database
+    whose ids were reused before they were made unique)."""
+    first = add_reader(web_settings, "first@example.org")
+    key = link_key(web_settings, first)
+    old = {"preferences": signer.preferences_url(first, key=key), "unsubscribe": signer.unsubscribe_url(first, key=key)}
+    with session_factory(create_db_engine(web_settings.database_url)).begin() as session:
+        remove_subscriber(session, "first@example.org")
+    second = add_reader(web_settings, "second@example.org")
+    assert second != first  # ids are never given out twice
+    with session_factory(create_db_engine(web_settings.database_url)).begin() as session:
+        session.add(SubscriberRow(id=first, email="same-id@example.org", status="active", interests=["robotics"],
+                                  negative_interests=[], include_keywords=[], exclude_keywords=[], seed_papers=[]))
+    for method, url in [("GET", old["preferences"]), ("POST", old["preferences"]), ("GET", old["unsubscribe"]),
+                        ("POST", old["unsubscribe"])]:
+        r = client.request(method, url, content=b"List-Unsubscribe=One-Click", headers=FORM)
+        assert r.status_code == 400 and "does not work" in r.text, (method, url)
+        assert "same-id@example.org" not in r.text and "second@example.org" not in r.text
+    assert {r.email: r.status for r in rows(web_settings)} == {"second@example.org": "active",
+                                                              "same-id@example.org": "active"}
+
+
 def test_expired_confirm_link(client: TestClient, web_settings: Settings, signer: LinkSigner,
                               monkeypatch: pytest.MonkeyPatch) -> None:
     sid = add_reader(web_settings, "late@example.org", "pending")
     monkeypatch.setattr("digest.web.routes.CONFIRM_MAX_AGE", -1)
-    r = client.get(signer.confirm_url(sid))
+    r = client.get(signer.confirm_url(sid, key=link_key(web_settings, sid)))
     assert r.status_code == 400 and "expired" in r.text
     assert subscriber_row(web_settings, "late@example.org").status == "pending"
 
@@ -280,7 +307,7 @@ def test_expired_confirm_link(client: TestClient, web_settings: Settings, signer
 
 def test_unsubscribe_get_shows_a_button_only(client: TestClient, web_settings: Settings, signer: LinkSigner) -> None:
     sid = add_reader(web_settings, "u@example.org")
-    r = client.get(signer.unsubscribe_url(sid))
+    r = client.get(signer.unsubscribe_url(sid, key=link_key(web_settings, sid)))
     assert r.status_code == 200 and "<title>Unsubscribe</title>" in r.text
     assert 'method="post"' in r.text and 'name="List-Unsubscribe" value="One-Click"' in r.text
     assert subscriber_row(web_settings, "u@example.org").status == "active"
@@ -289,7 +316,7 @@ def test_unsubscribe_get_shows_a_button_only(client: TestClient, web_settings: S
 def test_one_click_unsubscribe_is_idempotent(client: TestClient, web_settings: Settings,
                                              signer: LinkSigner) -> None:
     sid = add_reader(web_settings, "u@example.org")
-    url = signer.unsubscribe_url(sid)
+    url = signer.unsubscribe_url(sid, key=link_key(web_settings, sid))
     # a mail client's RFC 8058 POST: no cookies, no CSRF token, no Origin
     for _ in range(2):
         r = client.post(url, content=b"List-Unsubscribe=One-Click", headers=FORM)
@@ -309,7 +336,7 @@ def _store_paper(settings: Settings) -> None:
 def test_feedback_recorded_from_the_token(client: TestClient, web_settings: Settings, signer: LinkSigner) -> None:
     _store_paper(web_settings)
     sid = add_reader(web_settings, "f@example.org")
-    up = signer.feedback_url(sid, PAPER, "up")
+    up = signer.feedback_url(sid, PAPER, "up", key=link_key(web_settings, sid))
     r = client.get(up)
     assert r.status_code == 200 and "Thanks" in r.text and "<title>" in r.text
     assert f"{PUBLIC}/preferences/" in r.text
@@ -317,13 +344,13 @@ def test_feedback_recorded_from_the_token(client: TestClient, web_settings: Sett
     # the query string is for humans: changing it does not change the vote
     client.get(up.replace("v=up", "v=down").replace(f"paper={PAPER}", "paper=9999.99999"))
     assert feedback_rows(web_settings) == [(sid, PAPER, 1)]
-    assert client.get(signer.feedback_url(sid, PAPER, "down")).status_code == 200
+    assert client.get(signer.feedback_url(sid, PAPER, "down", key=link_key(web_settings, sid))).status_code == 200
     assert feedback_rows(web_settings) == [(sid, PAPER, -1)]  # the latest vote wins
 
 
 def test_feedback_for_unknown_paper(client: TestClient, web_settings: Settings, signer: LinkSigner) -> None:
     sid = add_reader(web_settings, "f@example.org")
-    r = client.get(signer.feedback_url(sid, "2401.99999", "up"))
+    r = client.get(signer.feedback_url(sid, "2401.99999", "up", key=link_key(web_settings, sid)))
     assert r.status_code == 404
     assert feedback_rows(web_settings) == []
 
@@ -339,7 +366,7 @@ def _prefs_form(**over: str) -> dict[str, str]:
 
 def test_preferences_saved(client: TestClient, web_settings: Settings, signer: LinkSigner) -> None:
     sid = add_reader(web_settings, "pref@example.org")
-    url = signer.preferences_url(sid)
+    url = signer.preferences_url(sid, key=link_key(web_settings, sid))
     page = client.get(url)
     assert page.status_code == 200 and "<title>Preferences - Papers Digest</title>" in page.text
     assert "robotics" in page.text and "pref@example.org" in page.text
@@ -358,7 +385,7 @@ def test_preferences_saved(client: TestClient, web_settings: Settings, signer: L
 def test_preferences_invalid_values(client: TestClient, web_settings: Settings, signer: LinkSigner,
                                     bad: dict[str, str]) -> None:
     sid = add_reader(web_settings, "pref@example.org")
-    url = signer.preferences_url(sid)
+    url = signer.preferences_url(sid, key=link_key(web_settings, sid))
     r = client.post(url, data={**_prefs_form(**bad), "csrf_token": csrf(client.get(url).text)})
     assert r.status_code == 400 and 'class="error"' in r.text
     sub = subscriber_row(web_settings, "pref@example.org")
@@ -368,7 +395,7 @@ def test_preferences_invalid_values(client: TestClient, web_settings: Settings, 
 def test_preferences_csrf(client: TestClient, web_settings: Settings, signer: LinkSigner) -> None:
     a = add_reader(web_settings, "a@example.org")
     b = add_reader(web_settings, "b@example.org")
-    url_a, url_b = signer.preferences_url(a), signer.preferences_url(b)
+    url_a, url_b = signer.preferences_url(a, key=link_key(web_settings, a)), signer.preferences_url(b, key=link_key(web_settings, b))
     token_b = csrf(client.get(url_b).text)
     for data, headers in [
         (_prefs_form(), None),  # no token

@@ -97,7 +97,7 @@ def test_subscribe_confirm_preferences_unsubscribe_in_chromium(served: Settings,
             sub = subscriber_row(settings, address)
             assert (sub.exclude_keywords, sub.frequency) == (["survey"], "weekly")
 
-            unsubscribe_url = LinkSigner.from_settings(settings).unsubscribe_url(sub.id)
+            unsubscribe_url = LinkSigner.from_settings(settings).unsubscribe_url(sub.id, key=sub.link_key)
             page.goto(unsubscribe_url)  # GET shows the button only
             page.wait_for_selector("button:has-text('Unsubscribe')")
             assert subscriber_row(settings, address).status == "active"

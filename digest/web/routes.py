@@ -1,8 +1,9 @@
 """The routes of the subscriber pages. Module-level handlers on one ``APIRouter``; what they share (the
 settings, signer, CSRF tokens, rate limiter, sessions) comes from the ``WebState`` dependency.
 
-Every link token is verified with ``LinkSigner`` for its own purpose: a tampered, expired or foreign token
-gets a 400 page and changes nothing. State-changing GETs are limited to following a link from a mail
+Every link token is verified with ``LinkSigner`` for its own purpose, and its link key must be the one
+stored on the subscriber it names: a tampered, expired or foreign token, or the token of a removed
+subscriber, gets a 400 page and changes nothing. State-changing GETs are limited to following a link from a mail
 (confirm, feedback); unsubscribing needs a POST (RFC 8058 one-click). Forms carry a signed CSRF token and
 POSTs from another origin are refused. The handlers change subscribers only through the store's doors
 (``digest.store.subscribers``) and mail only through the outbox."""
@@ -11,11 +12,12 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timezone
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Form, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from digest.models import Subscriber
 from digest.signing import CONFIRM_MAX_AGE, BadToken
@@ -25,8 +27,8 @@ from digest.store.subscribers import (
     Preferences,
     SubscriberNotFoundError,
     confirm_subscriber,
-    find_subscriber,
     request_subscription,
+    subscriber_for_link,
     unsubscribe_subscriber,
     update_preferences,
 )
@@ -51,6 +53,14 @@ FORM_EXPIRED = "This form has expired or was not sent from this site."
 def _check_form(web: Web, request: Request, csrf_token: str, form: str, subscriber_id: int | None = None) -> None:
     check_same_origin(web.settings.public_url, request.headers.get("origin"), request.headers.get("referer"))
     web.csrf.check(csrf_token, form, subscriber_id)
+
+
+def _linked(session: Session, purpose: str, link: dict[str, Any]) -> Subscriber:
+    """The subscriber a verified link names, if the link's key is still theirs; else ``BadToken``."""
+    sub = subscriber_for_link(session, link["subscriber_id"], link["key"])
+    if sub is None:
+        raise BadToken(f"invalid {purpose} link")
+    return sub
 
 
 # -- subscribe ---------------------------------------------------------------------------------------
@@ -116,15 +126,15 @@ def subscribe(
 @router.get("/confirm/{token}", response_class=HTMLResponse)
 def confirm(token: str, web: Web) -> HTMLResponse:
     try:
-        sid = web.signer.verify("confirm", token, max_age=CONFIRM_MAX_AGE)["subscriber_id"]
+        link = web.signer.verify("confirm", token, max_age=CONFIRM_MAX_AGE)
+        with web.sessions.begin() as session:
+            _linked(session, "confirm", link)
+            confirm_subscriber(session, link["subscriber_id"])
     except BadToken as e:
         return bad_link(e)
-    with web.sessions.begin() as session:
-        if confirm_subscriber(session, sid) is None:
-            return bad_link(BadToken("invalid confirm link"))
     return message(200, "Subscription confirmed", "You're subscribed",
                    "Your first digest arrives with the next daily run.",
-                   web.signer.preferences_url(sid), "Edit your preferences")
+                   web.signer.preferences_url(link["subscriber_id"], key=link["key"]), "Edit your preferences")
 
 
 # -- unsubscribe -------------------------------------------------------------------------------------
@@ -133,7 +143,9 @@ def confirm(token: str, web: Web) -> HTMLResponse:
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse)
 def unsubscribe_page(token: str, web: Web) -> HTMLResponse:
     try:
-        web.signer.verify("unsubscribe", token)
+        link = web.signer.verify("unsubscribe", token)
+        with web.sessions() as session:
+            _linked(session, "unsubscribe", link)
     except BadToken as e:
         return bad_link(e)
     # GET never unsubscribes (mail scanners follow links): the button POSTs, like RFC 8058 clients.
@@ -144,11 +156,12 @@ def unsubscribe_page(token: str, web: Web) -> HTMLResponse:
 def unsubscribe(token: str, web: Web) -> HTMLResponse:
     # RFC 8058 one-click: the signed token is the authorisation; no cookie, login or CSRF token.
     try:
-        sid = web.signer.verify("unsubscribe", token)["subscriber_id"]
+        link = web.signer.verify("unsubscribe", token)
+        with web.sessions.begin() as session:
+            _linked(session, "unsubscribe", link)
+            unsubscribe_subscriber(session, link["subscriber_id"])
     except BadToken as e:
         return bad_link(e)
-    with web.sessions.begin() as session:
-        unsubscribe_subscriber(session, sid)
     return message(200, "Unsubscribed", "You're unsubscribed",
                    "You will not receive the digest any more. Changed your mind? Sign up again at any time.",
                    "/", "Subscribe again")
@@ -165,18 +178,18 @@ def feedback(token: str, web: Web) -> HTMLResponse:
         sid, paper, vote = data["subscriber_id"], data.get("p"), data.get("v")
         if not isinstance(paper, str) or vote not in ("up", "down"):
             raise BadToken("invalid feedback link")
+        with web.sessions() as session:
+            _linked(session, "feedback", data)
     except BadToken as e:
         return bad_link(e)
     try:
         with web.sessions.begin() as session:
-            if find_subscriber(session, sid) is None:
-                raise LookupError(sid)
             record_feedback(session, sid, paper, 1 if vote == "up" else -1)
-    except (LookupError, IntegrityError, ValueError):
+    except (IntegrityError, ValueError):
         return message(404, "Not found", "Not found", "This paper or subscription no longer exists.")
     return message(200, "Thanks for your feedback", "Thanks!",
                    "You'll see more papers like this one." if vote == "up" else "You'll see fewer papers like this one.",
-                   web.signer.preferences_url(sid), "Edit your preferences")
+                   web.signer.preferences_url(sid, key=data["key"]), "Edit your preferences")
 
 
 # -- preferences -------------------------------------------------------------------------------------
@@ -184,26 +197,25 @@ def feedback(token: str, web: Web) -> HTMLResponse:
 
 def _preferences_form(web: WebState, token: str, sub: Subscriber, status: int = 200, *,
                       error: str | None = None, notice: str | None = None) -> HTMLResponse:
-    assert sub.id is not None
+    assert sub.id is not None and sub.link_key is not None
+    sid, key = sub.id, sub.link_key
     prefs = Preferences(sub.interests, sub.negative_interests, sub.include_keywords, sub.exclude_keywords,
                         sub.max_papers, sub.frequency)
     return page("preferences.html.j2", status, title="Preferences - Papers Digest", email=sub.email,
                 sub_status=sub.status.value, prefs=forms.preferences_values(prefs), frequencies=forms.FREQUENCIES,
                 action=f"/preferences/{token}",
-                unsubscribe_action=f"/unsubscribe/{web.signer.token('unsubscribe', sub.id)}",
-                csrf_token=web.csrf.token("preferences", sub.id), error=error, notice=notice)
+                unsubscribe_action=f"/unsubscribe/{web.signer.token('unsubscribe', sid, key=key)}",
+                csrf_token=web.csrf.token("preferences", sid), error=error, notice=notice)
 
 
 @router.get("/preferences/{token}", response_class=HTMLResponse)
 def preferences_page(token: str, web: Web) -> HTMLResponse:
     try:
-        sid = web.signer.verify("preferences", token)["subscriber_id"]
+        link = web.signer.verify("preferences", token)
+        with web.sessions() as session:
+            sub = _linked(session, "preferences", link)
     except BadToken as e:
         return bad_link(e)
-    with web.sessions() as session:
-        sub = find_subscriber(session, sid)
-    if sub is None:
-        return bad_link(BadToken("invalid preferences link"))
     return _preferences_form(web, token, sub)
 
 
@@ -221,9 +233,10 @@ def preferences_save(
     csrf_token: Annotated[str, Form()] = "",
 ) -> HTMLResponse:
     try:
-        sid = web.signer.verify("preferences", token)["subscriber_id"]
+        link = web.signer.verify("preferences", token)
     except BadToken as e:
         return bad_link(e)
+    sid = link["subscriber_id"]
     status, error = 200, None
     prefs: Preferences | None = None
     try:
@@ -235,10 +248,11 @@ def preferences_save(
     except forms.FormError as e:
         status, error = 400, f"{e}. Nothing was saved."
     with web.sessions.begin() as session:
+        try:
+            sub = _linked(session, "preferences", link)
+        except BadToken as e:
+            return bad_link(e)
         if prefs is None:  # nothing written: the form shows the stored values again
-            sub = find_subscriber(session, sid)
-            if sub is None:
-                return bad_link(BadToken("invalid preferences link"))
             return _preferences_form(web, token, sub, status, error=error)
         try:
             sub = update_preferences(session, sid, prefs)

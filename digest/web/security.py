@@ -7,7 +7,7 @@ import time
 from collections import deque
 from urllib.parse import urlsplit
 
-from itsdangerous import BadData, URLSafeTimedSerializer
+from digest.signing import BadToken, TokenSigner
 
 CSRF_MAX_AGE = 2 * 3600  # seconds a rendered form stays valid
 
@@ -17,24 +17,29 @@ class CsrfError(ValueError):
 
 
 class Csrf:
-    """Signed, time-limited CSRF tokens (itsdangerous, purpose ``csrf``), bound to one form
-    (``subscribe``, ``preferences``) and, for preferences, to the subscriber id. Stateless: no cookie
-    and no session are needed, and a token for one form or subscriber is useless for another."""
+    """Signed, time-limited CSRF tokens (``digest.signing.TokenSigner``, purpose ``csrf``: a key of its
+    own), bound to one form (``subscribe``, ``preferences``, ``confirm``, ``feedback``) and, but for the
+    sign-up form, to the subscriber id. Stateless: no cookie and no session are needed, and a token for
+    one form or subscriber is useless for another."""
 
     def __init__(self, secret: str, max_age: int = CSRF_MAX_AGE) -> None:
-        self._serializer = URLSafeTimedSerializer(secret, salt="papers-digest-csrf")
+        self._signer = TokenSigner(secret, frozenset({"csrf"}))
         self.max_age = max_age
 
     def token(self, form: str, subscriber_id: int | None = None) -> str:
-        return self._serializer.dumps({"f": form, "s": subscriber_id}, salt="csrf")
+        return self._signer.sign("csrf", _fields(form, subscriber_id))
 
     def check(self, token: str, form: str, subscriber_id: int | None = None) -> None:
         try:
-            data = self._serializer.loads(token or "", salt="csrf", max_age=self.max_age)
-        except BadData as e:
+            _, fields = self._signer.unsign("csrf", token or "", self.max_age)
+        except BadToken as e:
             raise CsrfError("invalid or expired form token") from e
-        if not isinstance(data, dict) or data.get("f") != form or data.get("s") != subscriber_id:
+        if fields != _fields(form, subscriber_id):
             raise CsrfError("form token for another form")
+
+
+def _fields(form: str, subscriber_id: int | None) -> list[str]:
+    return [form, "" if subscriber_id is None else str(int(subscriber_id))]
 
 
 def origin_of(url: str) -> str:
