@@ -77,6 +77,20 @@ def subscribe(client: TestClient, email: str, interests: str = "video diffusion\
                                            "csrf_token": token}, headers=headers or None)
 
 
+def confirm(client: TestClient, link: str, **headers: str) -> Response:
+    """Follow a confirmation link like a person: open the page, press its button (a POST)."""
+    page = client.get(link)
+    assert page.status_code == 200, page.text
+    return client.post(link, data={"csrf_token": csrf(page.text)}, headers=headers or None)
+
+
+def vote(client: TestClient, link: str) -> Response:
+    """Follow a feedback link like a person: open the page, press its button (a POST)."""
+    page = client.get(link)
+    assert page.status_code == 200, page.text
+    return client.post(link.partition("?")[0], data={"csrf_token": csrf(page.text)})
+
+
 def tamper(token: str) -> str:
     return token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")
 
@@ -106,13 +120,58 @@ def test_subscribe_double_opt_in(client: TestClient, web_settings: Settings, smt
     link = confirm_link(smtp, "ada@example.org")
     assert link.startswith(f"{PUBLIC}/confirm/")
 
-    r = client.get(link)
+    button = csrf(client.get(link).text)
+    r = client.post(link, data={"csrf_token": button})
     assert r.status_code == 200 and "subscribed" in r.text
     sub = subscriber_row(web_settings, "ada@example.org")
     assert sub.status == "active" and sub.confirmed_at is not None
     first = sub.confirmed_at
-    assert client.get(link).status_code == 200  # following it twice is harmless
+    # following it twice, or pressing the button again, is harmless
+    again = client.get(link)
+    assert again.status_code == 200 and "subscribed" in again.text
+    assert client.post(link, data={"csrf_token": button}).status_code == 200
     assert subscriber_row(web_settings, "ada@example.org").confirmed_at == first
+
+
+def test_a_confirmation_get_changes_nothing(client: TestClient, web_settings: Settings, smtp: SmtpTestServer) -> None:
+    """Issue 10: mail link scanners follow every link; only the button's POST (with its CSRF token) confirms."""
+    subscribe(client, "scan@example.org", "video diffusion", "7")
+    link = confirm_link(smtp, "scan@example.org")
+    for _ in range(3):
+        page = client.get(link)
+        assert page.status_code == 200 and 'method="post"' in page.text and csrf(page.text)
+        assert "video diffusion" in page.text  # what confirming will start
+    assert subscriber_row(web_settings, "scan@example.org").status == "pending"
+    for data, headers in [({}, None), ({"csrf_token": csrf(client.get("/").text)}, None),
+                          ({"csrf_token": csrf(client.get(link).text)}, {"Origin": "https://evil.example"})]:
+        r = client.post(link, data=data, headers=headers)
+        assert r.status_code == 403
+    assert subscriber_row(web_settings, "scan@example.org").status == "pending"
+    assert confirm(client, link, Origin=PUBLIC).status_code == 200
+    assert subscriber_row(web_settings, "scan@example.org").status == "active"
+
+
+def test_a_confirmation_older_than_an_unsubscribe_is_stale(
+    client: TestClient, web_settings: Settings, smtp: SmtpTestServer, signer: LinkSigner
+) -> None:
+    """Issue 10: confirm, unsubscribe, then click the old confirmation link again: it must not
+    re-activate; the unsubscribe link keeps working whatever happens."""
+    subscribe(client, "stale@example.org")
+    link = confirm_link(smtp, "stale@example.org")
+    page = client.get(link)
+    assert confirm(client, link).status_code == 200
+    sid = subscriber_row(web_settings, "stale@example.org").id
+    unsubscribe_url = signer.unsubscribe_url(sid, key=link_key(web_settings, sid))
+    time.sleep(1.05)  # issued-at is in whole seconds: the unsubscribe comes a second after the link
+    assert client.post(unsubscribe_url, content=b"List-Unsubscribe=One-Click", headers=FORM).status_code == 200
+    assert subscriber_row(web_settings, "stale@example.org").status == "unsubscribed"
+
+    again = client.get(link)
+    assert again.status_code == 400 and "out of date" in again.text and 'method="post"' not in again.text
+    r = client.post(link, data={"csrf_token": csrf(page.text)})  # the button of a page left open
+    assert r.status_code == 400 and "out of date" in r.text
+    assert subscriber_row(web_settings, "stale@example.org").status == "unsubscribed"
+    assert client.post(unsubscribe_url, content=b"List-Unsubscribe=One-Click", headers=FORM).status_code == 200
 
 
 def deliveries(settings: Settings) -> list[tuple[str, str, int, str | None]]:
@@ -160,7 +219,7 @@ def test_duplicate_signup_does_not_leak(client: TestClient, web_settings: Settin
     assert len(rows(web_settings)) == 1
     assert subscriber_row(web_settings, "dup@example.org").interests == ["video diffusion", "LLM reasoning"]  # unchanged
     assert len(smtp.messages) == 1  # at most one confirmation per address and day (one outbox row)
-    client.get(confirm_link(smtp, "dup@example.org"))
+    confirm(client, confirm_link(smtp, "dup@example.org"))
     assert subscriber_row(web_settings, "dup@example.org").status == "active"
 
     already = subscribe(client, "DUP@example.org")
@@ -175,11 +234,29 @@ def test_resubscribe_after_unsubscribe_needs_confirmation(
     client: TestClient, web_settings: Settings, smtp: SmtpTestServer, signer: LinkSigner
 ) -> None:
     sid = add_reader(web_settings, "back@example.org", "unsubscribed")
-    subscribe(client, "back@example.org")
-    assert subscriber_row(web_settings, "back@example.org").status == "unsubscribed"  # nothing changes before confirming
-    client.get(confirm_link(smtp, "back@example.org"))
-    assert subscriber_row(web_settings, "back@example.org").status == "active"
-    assert subscriber_row(web_settings, "back@example.org").id == sid
+    subscribe(client, "back@example.org", "video diffusion\nLLM reasoning", "5")
+    row = subscriber_row(web_settings, "back@example.org")
+    # nothing changes before confirming: anyone may type this address
+    assert (row.status, row.interests, row.max_papers) == ("unsubscribed", ["robotics"], 10)
+    confirm(client, confirm_link(smtp, "back@example.org"))
+    row = subscriber_row(web_settings, "back@example.org")
+    assert row.status == "active" and row.id == sid
+    # issue 10: what was typed at the new sign-up is kept, applied by the confirmation
+    assert (row.interests, row.max_papers) == (["video diffusion", "LLM reasoning"], 5)
+
+
+def test_signing_up_again_while_pending_keeps_the_newest_interests(
+    client: TestClient, web_settings: Settings, smtp: SmtpTestServer
+) -> None:
+    subscribe(client, "twice@example.org", "robotics", "3")
+    subscribe(client, "twice@example.org", "graph neural networks\nprotein folding", "12")
+    row = subscriber_row(web_settings, "twice@example.org")
+    assert (row.status, row.interests, row.max_papers) == ("pending", ["robotics"], 3)
+    link = confirm_link(smtp, "twice@example.org")
+    assert "protein folding" in client.get(link).text  # the page says what confirming starts
+    confirm(client, link)
+    row = subscriber_row(web_settings, "twice@example.org")
+    assert (row.status, row.interests, row.max_papers) == ("active", ["graph neural networks", "protein folding"], 12)
 
 
 @pytest.mark.parametrize("address", ["not-an-address", "a@", "two@@example.org", "<script>alert(1)</script>@x.org"])
@@ -247,6 +324,8 @@ def test_tampered_and_foreign_tokens_change_nothing(
     prefs = signer.token("preferences", active, key=k_active)
     cases = [
         ("GET", f"/confirm/{tamper(signer.token('confirm', pending, key=k_pending))}"),
+        ("POST", f"/confirm/{tamper(signer.token('confirm', pending, key=k_pending))}"),
+        ("POST", f"/confirm/{signer.token('confirm', pending, key=k_active)}"),  # another subscriber's key
         ("GET", f"/confirm/{signer.token('unsubscribe', pending, key=k_pending)}"),  # foreign purpose
         ("GET", f"/unsubscribe/{tamper(unsub)}"),
         ("POST", f"/unsubscribe/{tamper(unsub)}"),
@@ -254,6 +333,7 @@ def test_tampered_and_foreign_tokens_change_nothing(
         ("POST", f"/unsubscribe/{prefs}"),
         ("GET", f"/feedback/{tamper(signer.token('feedback', active, key=k_active, p=PAPER, v='up'))}?paper={PAPER}&v=up"),
         ("GET", f"/feedback/{signer.token('unsubscribe', active, key=k_active)}?paper={PAPER}&v=up"),
+        ("POST", f"/feedback/{tamper(signer.token('feedback', active, key=k_active, p=PAPER, v='up'))}"),
         ("GET", f"/preferences/{tamper(prefs)}"),
         ("GET", f"/preferences/{unsub}"),
         ("POST", f"/preferences/{tamper(prefs)}"),
@@ -297,8 +377,9 @@ def test_expired_confirm_link(client: TestClient, web_settings: Settings, signer
                               monkeypatch: pytest.MonkeyPatch) -> None:
     sid = add_reader(web_settings, "late@example.org", "pending")
     monkeypatch.setattr("digest.web.routes.CONFIRM_MAX_AGE", -1)
-    r = client.get(signer.confirm_url(sid, key=link_key(web_settings, sid)))
-    assert r.status_code == 400 and "expired" in r.text
+    url = signer.confirm_url(sid, key=link_key(web_settings, sid))
+    for r in (client.get(url), client.post(url, data={"csrf_token": "x"})):
+        assert r.status_code == 400 and "expired" in r.text
     assert subscriber_row(web_settings, "late@example.org").status == "pending"
 
 
@@ -337,20 +418,41 @@ def test_feedback_recorded_from_the_token(client: TestClient, web_settings: Sett
     _store_paper(web_settings)
     sid = add_reader(web_settings, "f@example.org")
     up = signer.feedback_url(sid, PAPER, "up", key=link_key(web_settings, sid))
-    r = client.get(up)
+    r = vote(client, up)
     assert r.status_code == 200 and "Thanks" in r.text and "<title>" in r.text
     assert f"{PUBLIC}/preferences/" in r.text
     assert feedback_rows(web_settings) == [(sid, PAPER, 1)]
-    # the query string is for humans: changing it does not change the vote
-    client.get(up.replace("v=up", "v=down").replace(f"paper={PAPER}", "paper=9999.99999"))
+    assert vote(client, up).status_code == 200  # repeating a vote is harmless
     assert feedback_rows(web_settings) == [(sid, PAPER, 1)]
-    assert client.get(signer.feedback_url(sid, PAPER, "down", key=link_key(web_settings, sid))).status_code == 200
+    # the query string is for humans: changing it does not change the vote
+    vote(client, up.replace("v=up", "v=down").replace(f"paper={PAPER}", "paper=9999.99999"))
+    assert feedback_rows(web_settings) == [(sid, PAPER, 1)]
+    assert vote(client, signer.feedback_url(sid, PAPER, "down", key=link_key(web_settings, sid))).status_code == 200
     assert feedback_rows(web_settings) == [(sid, PAPER, -1)]  # the latest vote wins
+
+
+def test_a_feedback_get_records_nothing(client: TestClient, web_settings: Settings, signer: LinkSigner) -> None:
+    """Issue 13: link scanners only GET; the vote is the button's POST, with its CSRF token."""
+    _store_paper(web_settings)
+    sid = add_reader(web_settings, "f@example.org")
+    up = signer.feedback_url(sid, PAPER, "up", key=link_key(web_settings, sid))
+    for _ in range(3):
+        page = client.get(up)
+        assert page.status_code == 200 and 'method="post"' in page.text and "A paper" in page.text
+    assert feedback_rows(web_settings) == []
+    action = up.partition("?")[0]
+    other = add_reader(web_settings, "g@example.org")
+    other_page = client.get(signer.feedback_url(other, PAPER, "up", key=link_key(web_settings, other)))
+    for data in ({}, {"csrf_token": csrf(other_page.text)}, {"csrf_token": csrf(client.get("/").text)}):
+        assert client.post(action, data=data).status_code == 403
+    assert feedback_rows(web_settings) == []
 
 
 def test_feedback_for_unknown_paper(client: TestClient, web_settings: Settings, signer: LinkSigner) -> None:
     sid = add_reader(web_settings, "f@example.org")
-    r = client.get(signer.feedback_url(sid, "2401.99999", "up", key=link_key(web_settings, sid)))
+    url = signer.feedback_url(sid, "2401.99999", "up", key=link_key(web_settings, sid))
+    assert client.get(url).status_code == 404
+    r = client.post(url.partition("?")[0], data={"csrf_token": "anything"})
     assert r.status_code == 404
     assert feedback_rows(web_settings) == []
 

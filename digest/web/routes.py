@@ -3,9 +3,10 @@ settings, signer, CSRF tokens, rate limiter, sessions) comes from the ``WebState
 
 Every link token is verified with ``LinkSigner`` for its own purpose, and its link key must be the one
 stored on the subscriber it names: a tampered, expired or foreign token, or the token of a removed
-subscriber, gets a 400 page and changes nothing. State-changing GETs are limited to following a link from a mail
-(confirm, feedback); unsubscribing needs a POST (RFC 8058 one-click). Forms carry a signed CSRF token and
-POSTs from another origin are refused. The handlers change subscribers only through the store's doors
+subscriber, gets a 400 page and changes nothing. No GET changes anything (mail link scanners follow every
+link): a confirmation or a vote is the POST of the button on the page its link opens, with a CSRF token;
+unsubscribing is a POST too (RFC 8058 one-click, the token alone authorises it). Forms carry a signed
+CSRF token and POSTs from another origin are refused. The handlers change subscribers only through the store's doors
 (``digest.store.subscribers``) and mail only through the outbox."""
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from fastapi.responses import HTMLResponse, PlainTextResponse
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from digest.models import Subscriber
+from digest.models import Subscriber, SubscriberStatus, normalise_arxiv_id
 from digest.signing import CONFIRM_MAX_AGE, BadToken
 from digest.store import outbox
 from digest.store.feedback import record_feedback
+from digest.store.papers import papers_by_ids
 from digest.store.subscribers import (
     Preferences,
     SubscriberNotFoundError,
@@ -123,18 +125,71 @@ def subscribe(
 # -- confirm -----------------------------------------------------------------------------------------
 
 
-@router.get("/confirm/{token}", response_class=HTMLResponse)
-def confirm(token: str, web: Web) -> HTMLResponse:
-    try:
-        link = web.signer.verify("confirm", token, max_age=CONFIRM_MAX_AGE)
-        with web.sessions.begin() as session:
-            _linked(session, "confirm", link)
-            confirm_subscriber(session, link["subscriber_id"])
-    except BadToken as e:
-        return bad_link(e)
+def _stale(link: dict[str, Any], sub: Subscriber) -> bool:
+    """A link issued before the subscriber's last change of status (seconds: what a token carries)."""
+    changed = sub.status_changed_at
+    if changed is None:
+        return False
+    changed = changed if changed.tzinfo else changed.replace(tzinfo=timezone.utc)
+    return int(link["issued_at"]) < int(changed.timestamp())
+
+
+def _subscribed(web: WebState, link: dict[str, Any]) -> HTMLResponse:
     return message(200, "Subscription confirmed", "You're subscribed",
                    "Your first digest arrives with the next daily run.",
                    web.signer.preferences_url(link["subscriber_id"], key=link["key"]), "Edit your preferences")
+
+
+def _stale_page() -> HTMLResponse:
+    return message(400, "Link out of date", "This link is out of date",
+                   "Your subscription changed after this confirmation link was mailed (you unsubscribed, or mail "
+                   "to you bounced), so it cannot start it again. To subscribe again, sign up again and use the "
+                   "link in the new mail.", "/", "Sign up again")
+
+
+@router.get("/confirm/{token}", response_class=HTMLResponse)
+def confirm_page(token: str, web: Web) -> HTMLResponse:
+    # GET never confirms (mail scanners follow links): the page's button POSTs.
+    try:
+        link = web.signer.verify("confirm", token, max_age=CONFIRM_MAX_AGE)
+        with web.sessions() as session:
+            sub = _linked(session, "confirm", link)
+    except BadToken as e:
+        return bad_link(e)
+    if sub.status == SubscriberStatus.active:
+        return _subscribed(web, link)
+    if _stale(link, sub):
+        return _stale_page()
+    interests = sub.pending_interests if sub.pending_interests is not None else sub.interests
+    max_papers = sub.pending_max_papers if sub.pending_max_papers is not None else sub.max_papers
+    return page("confirm.html.j2", 200, title="Confirm your subscription - Papers Digest", email=sub.email,
+                interests=interests, max_papers=max_papers, action=f"/confirm/{token}",
+                csrf_token=web.csrf.token("confirm", link["subscriber_id"]))
+
+
+@router.post("/confirm/{token}", response_class=HTMLResponse)
+def confirm(request: Request, token: str, web: Web, csrf_token: Annotated[str, Form()] = "") -> HTMLResponse:
+    try:
+        link = web.signer.verify("confirm", token, max_age=CONFIRM_MAX_AGE)
+    except BadToken as e:
+        return bad_link(e)
+    with web.sessions.begin() as session:
+        try:
+            sub = _linked(session, "confirm", link)
+        except BadToken as e:
+            return bad_link(e)
+        try:
+            _check_form(web, request, csrf_token, "confirm", link["subscriber_id"])
+        except CsrfError:
+            return message(403, "Form expired", "Nothing was confirmed", f"{FORM_EXPIRED} Please open the "
+                           "confirmation page again and press its button.", f"/confirm/{token}",
+                           "Open the confirmation page")
+        if sub.status == SubscriberStatus.active:  # pressed twice, or confirmed already: harmless
+            return _subscribed(web, link)
+        if _stale(link, sub):
+            return _stale_page()
+        confirm_subscriber(session, link["subscriber_id"])
+    return _subscribed(web, link)
 
 
 # -- unsubscribe -------------------------------------------------------------------------------------
@@ -170,23 +225,55 @@ def unsubscribe(token: str, web: Web) -> HTMLResponse:
 # -- feedback ----------------------------------------------------------------------------------------
 
 
+def _feedback_link(web: WebState, token: str) -> tuple[dict[str, Any], str, str]:
+    """The verified feedback link and its paper and vote (from the token; the query is only for humans)."""
+    data = web.signer.verify("feedback", token)
+    paper, vote = data.get("p"), data.get("v")
+    if not isinstance(paper, str) or vote not in ("up", "down"):
+        raise BadToken("invalid feedback link")
+    return data, paper, vote
+
+
+NOT_FOUND = ("Not found", "Not found", "This paper or subscription no longer exists.")
+
+
 @router.get("/feedback/{token}", response_class=HTMLResponse)
-def feedback(token: str, web: Web) -> HTMLResponse:
-    # paper and vote come from the signed token; the query string (?paper=&v=) is only for humans
+def feedback_page(token: str, web: Web) -> HTMLResponse:
+    # GET never records a vote (mail scanners follow links): the page's button POSTs.
     try:
-        data = web.signer.verify("feedback", token)
-        sid, paper, vote = data["subscriber_id"], data.get("p"), data.get("v")
-        if not isinstance(paper, str) or vote not in ("up", "down"):
-            raise BadToken("invalid feedback link")
+        data, paper_id, vote = _feedback_link(web, token)
         with web.sessions() as session:
             _linked(session, "feedback", data)
+            paper = papers_by_ids(session, [paper_id]).get(normalise_arxiv_id(paper_id))
     except BadToken as e:
         return bad_link(e)
+    if paper is None:
+        return message(404, *NOT_FOUND)
+    return page("feedback.html.j2", 200, title="Your feedback - Papers Digest", vote=vote, paper_title=paper.title,
+                paper_id=paper.arxiv_id, action=f"/feedback/{token}",
+                csrf_token=web.csrf.token("feedback", data["subscriber_id"]))
+
+
+@router.post("/feedback/{token}", response_class=HTMLResponse)
+def feedback(request: Request, token: str, web: Web, csrf_token: Annotated[str, Form()] = "") -> HTMLResponse:
     try:
-        with web.sessions.begin() as session:
-            record_feedback(session, sid, paper, 1 if vote == "up" else -1)
-    except (IntegrityError, ValueError):
-        return message(404, "Not found", "Not found", "This paper or subscription no longer exists.")
+        data, paper_id, vote = _feedback_link(web, token)
+    except BadToken as e:
+        return bad_link(e)
+    sid = data["subscriber_id"]
+    with web.sessions.begin() as session:
+        try:
+            _linked(session, "feedback", data)
+        except BadToken as e:
+            return bad_link(e)
+        if not papers_by_ids(session, [paper_id]):
+            return message(404, *NOT_FOUND)
+        try:
+            _check_form(web, request, csrf_token, "feedback", sid)
+        except CsrfError:
+            return message(403, "Form expired", "Nothing was recorded", f"{FORM_EXPIRED} Please open the link "
+                           "from the mail again and press its button.")
+        record_feedback(session, sid, paper_id, 1 if vote == "up" else -1)  # the same vote again changes nothing
     return message(200, "Thanks for your feedback", "Thanks!",
                    "You'll see more papers like this one." if vote == "up" else "You'll see fewer papers like this one.",
                    web.signer.preferences_url(sid, key=data["key"]), "Edit your preferences")
