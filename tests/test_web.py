@@ -6,14 +6,14 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from digest.config import Settings
@@ -24,7 +24,7 @@ from digest.store.papers import upsert_papers
 from digest.store.subscribers import remove_subscriber
 from digest.store.tables import DeliveryRow, FeedbackRow, SubscriberRow
 from digest.web import create_app
-from digest.web.security import RateLimiter
+from digest.web.security import RateLimiter, client_key, trusted_networks
 
 from .builders import SECRET, add_reader, confirm_link, link_key, smtp_settings, subscriber_row
 from .smtp_server import SmtpTestServer
@@ -301,6 +301,76 @@ def test_oversized_form_refused(client: TestClient, web_settings: Settings) -> N
     r = client.post("/subscribe", data={"email": "big@example.org", "interests": "x" * 70_000})
     assert r.status_code == 413
     assert rows(web_settings) == []
+
+
+def test_one_confirmation_per_recipient_whatever_the_client(web_settings: Settings, smtp: SmtpTestServer) -> None:
+    """Issue 11 Medium-8: 40 sign-ups of one address from 40 client addresses mail it once."""
+    app = create_app(web_settings)
+    for i in range(40):
+        with TestClient(app, client=(f"198.51.100.{i + 1}", 40000)) as c:
+            assert subscribe(c, "victim@example.org").status_code == 200
+    assert [m.rcpt for m in smtp.messages] == ["victim@example.org"]
+    assert len(deliveries(web_settings)) == 1
+
+
+def _age_confirmation(settings: Settings, hours: float) -> None:
+    """Make the stored confirmation look ``hours`` old (and, past midnight, of an earlier day)."""
+    when = datetime.now(timezone.utc) - timedelta(hours=hours)
+    with session_factory(create_db_engine(settings.database_url)).begin() as session:
+        session.execute(update(DeliveryRow).values(created_at=when, digest_date=when.date() - timedelta(days=1)))
+
+
+def test_the_confirmation_interval_holds_across_midnight(client: TestClient, web_settings: Settings,
+                                                         smtp: SmtpTestServer) -> None:
+    """At most one confirmation per DIGEST_CONFIRM_INTERVAL_HOURS (24): one sent at 23:00 is not followed
+    by another at 01:00 because the day changed; after the interval, a new sign-up mails again."""
+    subscribe(client, "night@example.org")
+    _age_confirmation(web_settings, hours=2)  # sent "yesterday", two hours ago
+    subscribe(client, "night@example.org")
+    assert len(smtp.messages) == 1
+    _age_confirmation(web_settings, hours=25)
+    subscribe(client, "night@example.org")
+    assert [m.rcpt for m in smtp.messages] == ["night@example.org"] * 2
+
+
+def test_forwarded_for_is_trusted_only_from_configured_proxies(web_settings: Settings) -> None:
+    """The rate limiter keys on the TCP peer, and on X-Forwarded-For only when the peer is a configured
+    proxy (DIGEST_WEB_TRUSTED_PROXIES): a client cannot dodge the limit by inventing addresses."""
+    spoofed = [{"X-Forwarded-For": f"203.0.113.{i}"} for i in range(6)]
+    with TestClient(create_app(web_settings), client=("192.0.2.10", 40000)) as c:  # no proxy configured
+        codes = [subscribe(c, f"s{i}@example.org", **h).status_code for i, h in enumerate(spoofed)]
+    assert codes == [200] * 5 + [429]
+    behind = web_settings.model_copy(update={"web_trusted_proxies": ["10.0.0.0/8"]})
+    with TestClient(create_app(behind), client=("10.1.2.3", 40000)) as c:  # the proxy: one client each
+        assert [subscribe(c, f"p{i}@example.org", **h).status_code for i, h in enumerate(spoofed)] == [200] * 6
+        same = {"X-Forwarded-For": "198.51.100.7, 203.0.113.99"}  # the proxy appended the real client
+        codes = [subscribe(c, f"q{i}@example.org", **same).status_code for i in range(6)]
+    assert codes == [200] * 5 + [429]
+
+
+@pytest.mark.parametrize(("peer", "forwarded", "client"), [
+    ("192.0.2.1", "203.0.113.5", "192.0.2.1"),  # not a proxy: the header is the client's invention
+    ("10.0.0.2", "203.0.113.5", "203.0.113.5"),
+    ("10.0.0.2", "1.1.1.1, 203.0.113.5", "203.0.113.5"),  # the left part came from the client: ignored
+    ("10.0.0.2", "203.0.113.5, 10.0.0.9", "203.0.113.5"),  # two proxies in a row
+    ("10.0.0.2", "10.0.0.9, 10.0.0.8", "10.0.0.9"),  # every hop a proxy: the farthest one
+    ("10.0.0.2", "", "10.0.0.2"),
+    ("10.0.0.2", "not-an-address", "10.0.0.2"),
+    ("fd00::1", "2001:db8::7", "2001:db8::7"),
+    (None, "203.0.113.5", "unknown"),
+])
+def test_client_key(peer: str | None, forwarded: str, client: str) -> None:
+    assert client_key(peer, forwarded, trusted_networks(["10.0.0.0/8", "fd00::/8"])) == client
+
+
+def test_trusted_proxies_setting_takes_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DIGEST_WEB_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.1")
+    assert Settings(_env_file=None).web_trusted_proxies == ["10.0.0.0/8", "192.168.1.1"]  # type: ignore[call-arg]
+    monkeypatch.setenv("DIGEST_WEB_TRUSTED_PROXIES", "")
+    assert Settings(_env_file=None).web_trusted_proxies == []  # type: ignore[call-arg]
+    monkeypatch.setenv("DIGEST_WEB_TRUSTED_PROXIES", "10.0.0.0/8, proxy.example")
+    with pytest.raises(ValueError, match="proxy.example"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
 
 
 def test_rate_limiter_window() -> None:

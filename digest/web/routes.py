@@ -12,7 +12,7 @@ CSRF token and POSTs from another origin are refused. The handlers change subscr
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Form, Request
@@ -36,7 +36,7 @@ from digest.store.subscribers import (
 )
 from digest.web import forms
 from digest.web.pages import bad_link, message, page
-from digest.web.security import CsrfError, check_same_origin
+from digest.web.security import CsrfError, check_same_origin, client_key
 from digest.web.state import WebState
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,8 @@ def subscribe(
     max_papers: Annotated[str, Form()] = "10",
     csrf_token: Annotated[str, Form()] = "",
 ) -> HTMLResponse:
-    client = request.client.host if request.client else "unknown"
+    client = client_key(request.client.host if request.client else None, request.headers.get("x-forwarded-for"),
+                        web.trusted_proxies)
     retry = web.limiter.hit(client)
     if retry is not None:
         resp = message(429, "Too many requests", "Too many requests",
@@ -111,7 +112,9 @@ def subscribe(
         with web.sessions.begin() as session:
             sid = request_subscription(session, form.email, form.interests, form.max_papers)
             if sid is not None:  # already active: nothing is sent, and the page says the same
-                delivery = outbox.enqueue_confirmation(session, sid, datetime.now(timezone.utc).date())
+                delivery = outbox.enqueue_confirmation(
+                    session, sid, datetime.now(timezone.utc).date(),
+                    min_interval=timedelta(hours=web.settings.confirm_interval_hours))
     except IntegrityError:  # the same address signed up at the same moment: that request mails it
         delivery = None
     if delivery is not None:

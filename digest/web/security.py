@@ -1,10 +1,13 @@
-"""CSRF tokens, the same-origin check and the in-memory rate limiter of the web pages."""
+"""CSRF tokens, the same-origin check, the client address behind trusted proxies and the in-memory rate
+limiter of the web pages."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable, Sequence
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from urllib.parse import urlsplit
 
 from digest.signing import BadToken, TokenSigner
@@ -58,6 +61,41 @@ def check_same_origin(public_url: str, origin: str | None, referer: str | None) 
     if referer:
         if origin_of(referer) != expected:
             raise CsrfError("form posted from another site")
+
+
+Network = IPv4Network | IPv6Network
+
+
+def trusted_networks(values: Iterable[str]) -> tuple[Network, ...]:
+    """``DIGEST_WEB_TRUSTED_PROXIES`` as networks (a bare address is a network of one)."""
+    return tuple(ip_network(v, strict=False) for v in values)
+
+
+def _trusted(address: str, trusted: Sequence[Network]) -> bool:
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in trusted)
+
+
+def client_key(peer: str | None, forwarded_for: str | None, trusted: Sequence[Network]) -> str:
+    """The client address a request counts against: the TCP peer, unless the peer is a trusted proxy;
+    then the right-most X-Forwarded-For hop that is not a trusted proxy (what the nearest proxy saw;
+    anything left of it is whatever the client wrote). An unreadable hop means the peer itself."""
+    if peer is None:
+        return "unknown"
+    if not _trusted(peer, trusted):
+        return peer
+    hops = [h.strip() for h in (forwarded_for or "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        try:
+            ip_address(hop)
+        except ValueError:
+            return peer
+        if not _trusted(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
 
 
 class RateLimiter:
