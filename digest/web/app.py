@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request, Response
 from digest.config import Settings, get_settings
 from digest.signing import LinkSigner, secret_of
 from digest.store import create_db_engine, session_factory, upgrade
+from digest.web import logs
 from digest.web.forms import MAX_BODY_BYTES
 from digest.web.pages import message
 from digest.web.routes import router
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None, *, rate_limit: int = 5, rate_wi
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logs.install()  # here: after the server has configured its logging
         stop = threading.Event()
         thread = threading.Thread(target=_retry_loop, args=(state, stop), name="confirmations", daemon=True)
         thread.start()
