@@ -17,6 +17,7 @@ from digest.models import (
     check_max_papers,
     clean_list,
     clean_name,
+    email_key,
     normalise_arxiv_id,
     normalise_email,
 )
@@ -117,7 +118,7 @@ def find_subscriber(session: Session, subscriber_id: int | None = None, *, email
     if subscriber_id is not None:
         row = _row(session, subscriber_id)
     elif email is not None:
-        row = session.scalar(select(SubscriberRow).where(SubscriberRow.email == normalise_email(email)))
+        row = session.scalar(select(SubscriberRow).where(SubscriberRow.email == email_key(email)))
     else:
         raise TypeError("find_subscriber needs an id or an email")
     return row_to_subscriber(row) if row is not None else None
@@ -147,7 +148,7 @@ def list_subscribers(session: Session, status: SubscriberStatus | None = None) -
 
 
 def remove_subscriber(session: Session, email: str) -> None:
-    row = session.scalar(select(SubscriberRow).where(SubscriberRow.email == normalise_email(email)))
+    row = session.scalar(select(SubscriberRow).where(SubscriberRow.email == email_key(email)))
     if row is None:
         raise SubscriberNotFoundError(f"no subscriber {email}")
     session.delete(row)
