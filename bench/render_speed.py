@@ -55,7 +55,7 @@ def main() -> None:
         return build_mail(
             rendered, to_addr=sub.email, to_name=sub.name, from_addr=settings.mail_from,
             message_id=message_id(7, DAY, "digest.example"),
-            list_headers=ListHeaders(settings.list_id, ctx.unsubscribe_url, ctx.unsubscribe_mailto),
+            list_headers=ListHeaders(settings.list_id, ctx.unsubscribe_url),
             date=datetime(2026, 8, 18, 6, tzinfo=timezone.utc),
         )
 
@@ -67,7 +67,7 @@ def main() -> None:
         return build_mail(
             r, to_addr=sub.email, to_name=sub.name, from_addr=settings.mail_from,
             message_id=message_id(7, DAY, "digest.example"),
-            list_headers=ListHeaders(settings.list_id, c.unsubscribe_url, c.unsubscribe_mailto),
+            list_headers=ListHeaders(settings.list_id, c.unsubscribe_url),
         ).data
 
     rows = [

@@ -77,7 +77,6 @@ class Settings(BaseSettings):
     smtp_timeout: float = 30.0
     smtp_connections: int = Field(1, ge=1, description="Parallel SMTP connections used by the sender.")
     list_id: str = "Papers Digest <digest.localhost>"
-    unsubscribe_mailto: str = "unsubscribe@localhost"
 
     # Schedule (flows/, deploy/)
     timezone: str = Field("UTC", description="Timezone of the schedule and of 'today'.")
@@ -115,6 +114,9 @@ class Settings(BaseSettings):
     confirm_interval_hours: float = Field(
         24, gt=0, description="At least this long between two confirmation mails to one address, whoever "
         "asks and from wherever (and never two on one day: the outbox keeps one per subscriber and day).",
+    )
+    preferences_link_days: int = Field(
+        90, ge=1, description="How long a preferences link works; every digest carries a fresh one."
     )
     web_trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

@@ -50,7 +50,6 @@ class DigestContext:
     items: tuple[DigestItem, ...]
     unsubscribe_url: str
     preferences_url: str
-    unsubscribe_mailto: str  # "mailto:..." URL (with a subject identifying the subscriber)
     hf_base_url: str = "https://huggingface.co"
     more_url: str | None = None
 
@@ -229,8 +228,6 @@ def _vars(ctx: DigestContext, items: Sequence[DigestItem], summary_chars: int) -
         "name": one_line(ctx.subscriber.name),
         "unsubscribe_url": ctx.unsubscribe_url,
         "preferences_url": ctx.preferences_url,
-        "unsubscribe_mailto": ctx.unsubscribe_mailto,
-        "unsubscribe_address": ctx.unsubscribe_mailto.removeprefix("mailto:").split("?", 1)[0],
         "preheader": cards[0].title if cards else "No new papers matched your interests today.",
     }
 
@@ -303,15 +300,12 @@ def build_context(
         )
         for paper, pick in sorted(papers_and_picks, key=lambda pp: pp[1].rank)
     )
-    unsub_token = signer.token("unsubscribe", sid, key=key)
-    mailto = f"mailto:{settings.unsubscribe_mailto.removeprefix('mailto:')}?subject=unsubscribe%20{unsub_token}"
     return DigestContext(
         subscriber=subscriber,
         digest_date=digest_date,
         items=items,
-        unsubscribe_url=f"{signer.public_url}/unsubscribe/{unsub_token}",
+        unsubscribe_url=signer.unsubscribe_url(sid, key=key),
         preferences_url=signer.preferences_url(sid, key=key),
-        unsubscribe_mailto=mailto,
         hf_base_url=settings.hf_base_url,
     )
 

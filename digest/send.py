@@ -86,7 +86,7 @@ def compose(session: Session, claimed: outbox.Claimed, settings: Settings, signe
     ctx = build_context(subscriber, claimed.digest_date, pairs, settings, signer)
     return build_mail(
         render_digest(ctx), to_addr=subscriber.email, to_name=subscriber.name, from_addr=settings.mail_from,
-        message_id=mid, list_headers=ListHeaders(settings.list_id, ctx.unsubscribe_url, ctx.unsubscribe_mailto),
+        message_id=mid, list_headers=ListHeaders(settings.list_id, ctx.unsubscribe_url),
     )
 
 

@@ -21,7 +21,8 @@ from digest.models import Paper
 from digest.signing import LinkSigner
 from digest.store import create_db_engine, session_factory
 from digest.store.papers import upsert_papers
-from digest.store.subscribers import remove_subscriber
+from digest.render import build_context
+from digest.store.subscribers import find_subscriber, remove_subscriber
 from digest.store.tables import DeliveryRow, FeedbackRow, SubscriberRow
 from digest.web import create_app
 from digest.web.security import RateLimiter, client_key, trusted_networks
@@ -564,6 +565,31 @@ def test_preferences_saved(client: TestClient, web_settings: Settings, signer: L
     assert (sub.negative_interests, sub.include_keywords, sub.exclude_keywords) == (
         ["survey papers"], [], ["benchmark", "survey"])
     assert (sub.max_papers, sub.frequency, sub.status) == (3, "weekly", "active")
+
+
+def test_preferences_links_expire_and_each_mail_brings_a_fresh_one(
+    client: TestClient, web_settings: Settings
+) -> None:
+    """Issue 11 Low: a preferences link works DIGEST_PREFERENCES_LINK_DAYS (90) days; every digest is
+    rendered with a newly signed one."""
+    sid = add_reader(web_settings, "old@example.org")
+    key = link_key(web_settings, sid)
+    days = web_settings.preferences_link_days
+    assert days == 90
+    aged = LinkSigner(SECRET, PUBLIC, clock=lambda: time.time() - (days + 1) * 86400)
+    old = aged.preferences_url(sid, key=key)
+    for r in (client.get(old), client.post(old, data={**_prefs_form(), "csrf_token": "x"})):
+        assert r.status_code == 400 and "expired" in r.text and "latest digest" in r.text
+    assert subscriber_row(web_settings, "old@example.org").interests == ["robotics"]
+    recent = LinkSigner(SECRET, PUBLIC, clock=lambda: time.time() - (days - 1) * 86400)
+    assert client.get(recent.preferences_url(sid, key=key)).status_code == 200
+    with session_factory(create_db_engine(web_settings.database_url))() as session:
+        sub = find_subscriber(session, sid)
+    assert sub is not None
+    ctx = build_context(sub, date(2026, 8, 18), [], web_settings, LinkSigner.from_settings(web_settings))
+    assert client.get(ctx.preferences_url).status_code == 200
+    assert LinkSigner.from_settings(web_settings).verify(
+        "preferences", ctx.preferences_url.rsplit("/", 1)[1])["issued_at"] >= int(time.time()) - 5
 
 
 @pytest.mark.parametrize("bad", [{"frequency": "hourly"}, {"max_papers": "0"}, {"interests": "x" * 300}])

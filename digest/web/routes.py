@@ -285,6 +285,13 @@ def feedback(request: Request, token: str, web: Web, csrf_token: Annotated[str, 
 # -- preferences -------------------------------------------------------------------------------------
 
 
+PREFS_EXPIRED = "This preferences link has expired. Use the one at the end of your latest digest: each mail brings a fresh one."
+
+
+def _prefs_max_age(web: WebState) -> int:
+    return web.settings.preferences_link_days * 86400
+
+
 def _preferences_form(web: WebState, token: str, sub: Subscriber, status: int = 200, *,
                       error: str | None = None, notice: str | None = None) -> HTMLResponse:
     assert sub.id is not None and sub.link_key is not None
@@ -301,11 +308,11 @@ def _preferences_form(web: WebState, token: str, sub: Subscriber, status: int = 
 @router.get("/preferences/{token}", response_class=HTMLResponse)
 def preferences_page(token: str, web: Web) -> HTMLResponse:
     try:
-        link = web.signer.verify("preferences", token)
+        link = web.signer.verify("preferences", token, max_age=_prefs_max_age(web))
         with web.sessions() as session:
             sub = _linked(session, "preferences", link)
     except BadToken as e:
-        return bad_link(e)
+        return bad_link(e, PREFS_EXPIRED)
     return _preferences_form(web, token, sub)
 
 
@@ -323,9 +330,9 @@ def preferences_save(
     csrf_token: Annotated[str, Form()] = "",
 ) -> HTMLResponse:
     try:
-        link = web.signer.verify("preferences", token)
+        link = web.signer.verify("preferences", token, max_age=_prefs_max_age(web))
     except BadToken as e:
-        return bad_link(e)
+        return bad_link(e, PREFS_EXPIRED)
     sid = link["subscriber_id"]
     status, error = 200, None
     prefs: Preferences | None = None
