@@ -6,8 +6,8 @@ stored on the subscriber it names: a tampered, expired or foreign token, or the 
 subscriber, gets a 400 page and changes nothing. No GET changes anything (mail link scanners follow every
 link): a confirmation or a vote is the POST of the button on the page its link opens, with a CSRF token;
 unsubscribing is a POST too (RFC 8058 one-click, the token alone authorises it). Forms carry a signed
-CSRF token and POSTs from another origin are refused. The handlers change subscribers only through the store's doors
-(``digest.store.subscribers``) and mail only through the outbox."""
+CSRF token and POSTs from another origin are refused. The handlers change subscribers only through the
+store's doors (``digest.store.subscribers``) and mail only through the outbox."""
 
 from __future__ import annotations
 
@@ -121,8 +121,9 @@ def subscribe(
         background.add_task(web.send_confirmations, [delivery])
     # The same page whatever the address's state: the page never tells whether it was known.
     return message(200, "Check your inbox", "Check your inbox",
-                   f"If {form.email} can receive mail, a confirmation link is on its way. "
-                   f"Follow it within {CONFIRM_MAX_AGE // 86400} days to start receiving the digest.")
+                   f"If {form.email} can receive mail, a confirmation link is on its way (one every "
+                   f"{web.settings.confirm_interval_hours:g} hours at most: if one came lately, use that one). Follow it within {CONFIRM_MAX_AGE // 86400} days to "
+                   "start receiving the digest.")
 
 
 # -- confirm -----------------------------------------------------------------------------------------
