@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ranking_quality.py
 	$(BIN)/python bench/rank_speed.py
 	$(BIN)/python bench/render_speed.py
+	$(BIN)/python bench/sign_speed.py
 	$(BIN)/python bench/send_speed.py
 
 clean:

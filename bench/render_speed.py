@@ -43,7 +43,7 @@ def main() -> None:
         for i in range(10)
     ]
     pairs = [(p, Pick(p.arxiv_id, i + 1, 0.9 - i / 100, "interest: LLM reasoning")) for i, p in enumerate(papers)]
-    sub = Subscriber(email="ada@example.org", name="Ada", id=7)
+    sub = Subscriber(email="ada@example.org", name="Ada", id=7, link_key="bench-link-key")
     ctx = build_context(sub, DAY, pairs, settings, signer)
     env = environment()
     html_t, text_t = env.get_template("digest.html.j2"), env.get_template("digest.txt.j2")
@@ -55,7 +55,7 @@ def main() -> None:
         return build_mail(
             rendered, to_addr=sub.email, to_name=sub.name, from_addr=settings.mail_from,
             message_id=message_id(7, DAY, "digest.example"),
-            list_headers=ListHeaders(settings.list_id, ctx.unsubscribe_url, ctx.unsubscribe_mailto),
+            list_headers=ListHeaders(settings.list_id, ctx.unsubscribe_url),
             date=datetime(2026, 8, 18, 6, tzinfo=timezone.utc),
         )
 
@@ -67,7 +67,7 @@ def main() -> None:
         return build_mail(
             r, to_addr=sub.email, to_name=sub.name, from_addr=settings.mail_from,
             message_id=message_id(7, DAY, "digest.example"),
-            list_headers=ListHeaders(settings.list_id, c.unsubscribe_url, c.unsubscribe_mailto),
+            list_headers=ListHeaders(settings.list_id, c.unsubscribe_url),
         ).data
 
     rows = [

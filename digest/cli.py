@@ -409,7 +409,9 @@ def web(
     s = settings()
     application = create_app(s)  # refuses to start without a secret key (unless the demo fallback is on)
     out.print(f"serving on http://{host}:{port} (public URL {s.public_url})", highlight=False, soft_wrap=True)
-    uvicorn.run(application, host=host, port=port, log_level="info")
+    # proxy_headers off: uvicorn would otherwise take X-Forwarded-For from any local peer as the client;
+    # the app reads it itself, from DIGEST_WEB_TRUSTED_PROXIES only.
+    uvicorn.run(application, host=host, port=port, log_level="info", proxy_headers=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

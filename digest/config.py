@@ -6,10 +6,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
-from typing import Literal
+from ipaddress import ip_network
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def package_version() -> str:
@@ -76,7 +77,6 @@ class Settings(BaseSettings):
     smtp_timeout: float = 30.0
     smtp_connections: int = Field(1, ge=1, description="Parallel SMTP connections used by the sender.")
     list_id: str = "Papers Digest <digest.localhost>"
-    unsubscribe_mailto: str = "unsubscribe@localhost"
 
     # Schedule (flows/, deploy/)
     timezone: str = Field("UTC", description="Timezone of the schedule and of 'today'.")
@@ -111,6 +111,32 @@ class Settings(BaseSettings):
         description="Only for demos: sign links with a fixed, public key when secret_key is unset. "
         "Never enable in production (anyone could forge unsubscribe/feedback links).",
     )
+    confirm_interval_hours: float = Field(
+        24, gt=0, description="At least this long between two confirmation mails to one address, whoever "
+        "asks and from wherever (and never two on one day: the outbox keeps one per subscriber and day).",
+    )
+    preferences_link_days: int = Field(
+        90, ge=1, description="How long a preferences link works; every digest carries a fresh one."
+    )
+    web_trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Addresses or CIDR networks of the reverse proxies in front of `digest web`, comma "
+        "separated. Only a request from one of them has its X-Forwarded-For read for the client address "
+        "(the sign-up rate limit's key); default none: the TCP peer is the client.",
+    )
+
+    @field_validator("web_trusted_proxies", mode="before")
+    @classmethod
+    def _proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, list):
+            for v in value:
+                try:
+                    ip_network(str(v), strict=False)
+                except ValueError:
+                    raise ValueError(f"DIGEST_WEB_TRUSTED_PROXIES: {v!r} is not an IP address or network") from None
+        return value
 
 
 _override: Settings | None = None

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import EmailNotValidError, ValidatedEmail, validate_email
 
 
 _VERSION_SUFFIX = re.compile(r"v\d+$")
@@ -85,6 +85,10 @@ class Subscriber:
     id: int | None = None
     created_at: datetime | None = None
     confirmed_at: datetime | None = None
+    link_key: str | None = None  # in every signed link of this subscriber (digest.signing)
+    status_changed_at: datetime | None = None
+    pending_interests: tuple[str, ...] | None = None  # typed at a sign-up waiting for its confirmation
+    pending_max_papers: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,20 +127,43 @@ class InvalidAddressError(ValueError):
     """An address or name that must not be stored (and must never reach a mail header)."""
 
 
-def normalise_email(raw: str) -> str:
-    """A syntactically valid address, lower-cased, so one person is one subscriber.
+class NonAsciiAddressError(InvalidAddressError):
+    """A valid address that the sender cannot deliver: it needs SMTPUTF8, which the send path does not speak."""
 
-    Deliverability (DNS) is not checked here: double opt-in proves an address works far better than an
-    MX lookup, and sign-up must not depend on the network."""
+
+def _validated(raw: str) -> ValidatedEmail:
     if any(c in raw for c in "\r\n\0"):
         raise InvalidAddressError(f"invalid email address {raw!r}: contains a line break")
     if len(raw) > 320:
         raise InvalidAddressError("invalid email address: longer than 320 characters")
     try:
-        result = validate_email(raw.strip(), check_deliverability=False)
+        return validate_email(raw.strip(), check_deliverability=False)
     except EmailNotValidError as e:
         raise InvalidAddressError(f"invalid email address {raw!r}: {e}") from e
-    return result.normalized.lower()
+
+
+def normalise_email(raw: str) -> str:
+    """A syntactically valid, deliverable address, lower-cased, so one person is one subscriber: the one
+    rule of every door that takes a new address (sign-up, CLI, import).
+
+    An address with non-ASCII characters is refused (``NonAsciiAddressError``): mailing it needs SMTPUTF8
+    end to end; the message offers the ASCII (IDNA) form of an international domain when there is one.
+    Deliverability (DNS) is not checked here: double opt-in proves an address works far better than an
+    MX lookup, and sign-up must not depend on the network."""
+    result = _validated(raw)
+    if not raw.strip().isascii():
+        hint = (f": use {result.ascii_email.lower()}, the ASCII form of its domain" if result.ascii_email
+                else ": please use an address in plain ASCII characters")
+        raise NonAsciiAddressError(
+            f"{raw.strip()!r} has non-ASCII characters, which the digest cannot be mailed to yet{hint}")
+    return (result.ascii_email or result.normalized).lower()  # an IDNA domain stays in its xn-- form
+
+
+def email_key(raw: str) -> str:
+    """How an address is looked up (find, remove): ``normalise_email`` without the ASCII rule, so an
+    address stored before that rule can still be found and removed."""
+    result = _validated(raw)
+    return ((result.ascii_email or result.normalized) if raw.strip().isascii() else result.normalized).lower()
 
 
 def clean_name(raw: str | None) -> str | None:

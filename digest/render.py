@@ -50,7 +50,6 @@ class DigestContext:
     items: tuple[DigestItem, ...]
     unsubscribe_url: str
     preferences_url: str
-    unsubscribe_mailto: str  # "mailto:..." URL (with a subject identifying the subscriber)
     hf_base_url: str = "https://huggingface.co"
     more_url: str | None = None
 
@@ -229,8 +228,6 @@ def _vars(ctx: DigestContext, items: Sequence[DigestItem], summary_chars: int) -
         "name": one_line(ctx.subscriber.name),
         "unsubscribe_url": ctx.unsubscribe_url,
         "preferences_url": ctx.preferences_url,
-        "unsubscribe_mailto": ctx.unsubscribe_mailto,
-        "unsubscribe_address": ctx.unsubscribe_mailto.removeprefix("mailto:").split("?", 1)[0],
         "preheader": cards[0].title if cards else "No new papers matched your interests today.",
     }
 
@@ -291,27 +288,24 @@ def build_context(
     signer: LinkSigner,
 ) -> DigestContext:
     """The digest of ``subscriber`` for ``digest_date`` with every signed link built (ordered by rank)."""
-    if subscriber.id is None:
-        raise ValueError("subscriber has no id: store it before building its digest")
-    sid = subscriber.id
+    if subscriber.id is None or subscriber.link_key is None:
+        raise ValueError("subscriber has no id or link key: store it before building its digest")
+    sid, key = subscriber.id, subscriber.link_key
     items = tuple(
         DigestItem(
             paper=paper,
             pick=pick,
-            feedback_up_url=signer.feedback_url(sid, paper.arxiv_id, "up"),
-            feedback_down_url=signer.feedback_url(sid, paper.arxiv_id, "down"),
+            feedback_up_url=signer.feedback_url(sid, paper.arxiv_id, "up", key=key),
+            feedback_down_url=signer.feedback_url(sid, paper.arxiv_id, "down", key=key),
         )
         for paper, pick in sorted(papers_and_picks, key=lambda pp: pp[1].rank)
     )
-    unsub_token = signer.token("unsubscribe", sid)
-    mailto = f"mailto:{settings.unsubscribe_mailto.removeprefix('mailto:')}?subject=unsubscribe%20{unsub_token}"
     return DigestContext(
         subscriber=subscriber,
         digest_date=digest_date,
         items=items,
-        unsubscribe_url=f"{signer.public_url}/unsubscribe/{unsub_token}",
-        preferences_url=signer.preferences_url(sid),
-        unsubscribe_mailto=mailto,
+        unsubscribe_url=signer.unsubscribe_url(sid, key=key),
+        preferences_url=signer.preferences_url(sid, key=key),
         hf_base_url=settings.hf_base_url,
     )
 

@@ -75,8 +75,9 @@ def compose(session: Session, claimed: outbox.Claimed, settings: Settings, signe
         raise LookupError(f"subscriber {claimed.subscriber_id} is gone")
     mid = message_id(claimed.subscriber_id, claimed.digest_date, settings.message_id_domain, claimed.kind.value)
     if claimed.kind is DeliveryKind.confirm:
-        rendered = render_confirmation(subscriber.email, signer.confirm_url(claimed.subscriber_id),
-                                       settings.public_url.rstrip("/") + "/", CONFIRM_MAX_AGE // 86400)
+        confirm_url = signer.confirm_url(claimed.subscriber_id, key=subscriber.link_key or "")
+        rendered = render_confirmation(subscriber.email, confirm_url, settings.public_url.rstrip("/") + "/",
+                                       CONFIRM_MAX_AGE // 86400)
         return build_mail(rendered, to_addr=subscriber.email, to_name=subscriber.name,
                           from_addr=settings.mail_from, message_id=mid, auto_submitted=True)
     picks = outbox.items_of(session, claimed.delivery_id)
@@ -85,7 +86,7 @@ def compose(session: Session, claimed: outbox.Claimed, settings: Settings, signe
     ctx = build_context(subscriber, claimed.digest_date, pairs, settings, signer)
     return build_mail(
         render_digest(ctx), to_addr=subscriber.email, to_name=subscriber.name, from_addr=settings.mail_from,
-        message_id=mid, list_headers=ListHeaders(settings.list_id, ctx.unsubscribe_url, ctx.unsubscribe_mailto),
+        message_id=mid, list_headers=ListHeaders(settings.list_id, ctx.unsubscribe_url),
     )
 
 

@@ -1,17 +1,31 @@
-"""Signed, URL-safe tokens for the links in an email (unsubscribe, preferences, feedback, confirm).
+"""Signed, URL-safe tokens for the links in an email (unsubscribe, preferences, feedback, confirm) and for
+the web forms (CSRF).
 
-Tokens are ``itsdangerous.URLSafeTimedSerializer`` payloads: HMAC-signed (constant-time comparison),
-timestamped, and salted by *purpose*, so an unsubscribe token can never be replayed as a feedback or
-confirmation token. Expiry is decided by the verifier (``max_age``), not baked into the token.
+A token is ``base64url(tag || payload)``. The payload is the purpose, the issued-at time (epoch seconds)
+and the fields, joined by the unit separator (U+001F); for a link the fields are the subscriber id, the
+subscriber's link key and the extras (``p``aper id and ``v``ote of a feedback link). The tag is the first
+16 bytes (128 bits) of one HMAC-SHA256 over the payload, under a key derived from the secret for that
+purpose alone, compared in constant time. So a token costs one HMAC to make and one to check, an
+unsubscribe token can never be replayed as a feedback or confirmation token, and nobody without the
+secret can make one. Expiry is decided by the verifier (``max_age``) from the signed issued-at.
+
+The *link key* is a random value stored on the subscriber (``subscribers.link_key``): the web pages accept
+a token only when its key is the stored one, so the links of a removed subscriber never act on whoever
+gets their id later.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 import logging
+import re
+import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
-
-from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
 
 if TYPE_CHECKING:
     from digest.config import Settings
@@ -23,6 +37,12 @@ CONFIRM_MAX_AGE = 7 * 24 * 3600  # a confirmation link works for 7 days
 VOTES = frozenset({"up", "down"})
 # Public and therefore worthless as a secret: only used with ``demo_secret_fallback=True``.
 DEMO_SECRET = "papers-digest-demo-secret-NOT-FOR-PRODUCTION"
+
+TAG_BYTES = 16  # 128 bits of HMAC-SHA256
+MAX_TOKEN_CHARS = 1024  # anything longer is refused before it is decoded
+SEP = "\x1f"  # between the payload's fields; never inside one
+_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
+_RESERVED = frozenset({"subscriber_id", "key", "issued_at"})
 
 
 class BadToken(ValueError):
@@ -37,74 +57,146 @@ class MissingSecretError(ValueError):
     """``secret_key`` is not configured (and the demo fallback is not enabled)."""
 
 
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(raw) != text:  # one spelling per token: no spare padding bits, no ignored characters
+        raise binascii.Error("not canonical base64url")
+    return raw
+
+
+def _sha256(data: bytes = b"") -> hashlib._Hash:
+    # A Python callable (not hashlib.sha256 itself) makes ``hmac.new`` keep the keyed inner and outer
+    # SHA-256 states, so ``copy()`` starts each token from them: the same HMAC-SHA256 bytes as
+    # ``hmac.digest`` at about half its cost (OpenSSL 3 looks the algorithm up again on every call).
+    return hashlib.sha256(data)
+
+
+class TokenSigner:
+    """The primitive: ``sign(purpose, fields)`` and ``unsign(purpose, token, max_age)`` of a list of
+    strings, one HMAC-SHA256 each, with one key per purpose derived from ``secret`` (purposes never mix)."""
+
+    def __init__(self, secret: str, purposes: frozenset[str], clock: Callable[[], float] = time.time) -> None:
+        if not secret:
+            raise MissingSecretError("an empty secret cannot sign links")
+        master = secret.encode()
+        self._macs = {
+            p: hmac.new(hmac.digest(master, f"papers-digest/token/v2/{p}".encode(), "sha256"), digestmod=_sha256)
+            for p in purposes
+        }
+        self.clock = clock
+
+    def _tag(self, purpose: str, payload: bytes) -> bytes:
+        mac = self._macs[purpose].copy()
+        mac.update(payload)
+        return mac.digest()[:TAG_BYTES]
+
+    def _check(self, purpose: str) -> None:
+        if purpose not in self._macs:
+            raise ValueError(f"unknown token purpose {purpose!r} (one of {sorted(self._macs)})")
+
+    def sign(self, purpose: str, fields: Sequence[str]) -> str:
+        """A token for ``purpose`` over ``purpose, issued-at, *fields`` (strings without U+001F)."""
+        self._check(purpose)
+        for f in fields:
+            if not isinstance(f, str) or SEP in f:
+                raise ValueError(f"token fields are strings without U+001F, not {f!r}")
+        payload = SEP.join((purpose, str(int(self.clock())), *fields)).encode()
+        return _b64(self._tag(purpose, payload) + payload)
+
+    def unsign(self, purpose: str, token: str, max_age: float | None = None) -> tuple[int, list[str]]:
+        """``(issued_at, fields)`` of a token made by ``sign(purpose, fields)``; ``BadToken`` otherwise
+        (``expired=True`` when older than ``max_age`` seconds)."""
+        self._check(purpose)
+        if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS or not _TOKEN.fullmatch(token):
+            raise BadToken(f"invalid {purpose} link")
+        try:
+            raw = _unb64(token)
+        except (binascii.Error, ValueError):
+            raise BadToken(f"invalid {purpose} link") from None
+        tag, payload = raw[:TAG_BYTES], raw[TAG_BYTES:]
+        if len(tag) != TAG_BYTES or not hmac.compare_digest(tag, self._tag(purpose, payload)):
+            raise BadToken(f"invalid {purpose} link")
+        # signed with our key from here on: the payload is one we made
+        name, issued, *fields = payload.decode().split(SEP)
+        if name != purpose or not issued.isdigit():
+            raise BadToken(f"invalid {purpose} link")
+        issued_at = int(issued)
+        if max_age is not None and self.clock() - issued_at > max_age:
+            raise BadToken(f"{purpose} link expired", expired=True)
+        return issued_at, fields
+
+
 class LinkSigner:
     """Signs and verifies link tokens and builds the public URLs that carry them."""
 
-    def __init__(self, secret: str, public_url: str = "http://127.0.0.1:8000") -> None:
-        if not secret:
-            raise MissingSecretError("an empty secret cannot sign links")
-        self._serializer = URLSafeTimedSerializer(secret, salt="papers-digest")
+    def __init__(self, secret: str, public_url: str = "http://127.0.0.1:8000",
+                 clock: Callable[[], float] = time.time) -> None:
+        self._signer = TokenSigner(secret, PURPOSES, clock)
         self.public_url = public_url.rstrip("/")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LinkSigner:
         """The signer for ``settings``: ``secret_key``, else the public demo key if explicitly allowed."""
-        if settings.secret_key is not None and settings.secret_key.get_secret_value():
-            return cls(settings.secret_key.get_secret_value(), settings.public_url)
-        if settings.demo_secret_fallback:
-            log.warning("DIGEST_SECRET_KEY is unset: signing links with the public demo key (demo only)")
-            return cls(DEMO_SECRET, settings.public_url)
-        raise MissingSecretError(
-            "DIGEST_SECRET_KEY is not set: it signs unsubscribe and feedback links "
-            "(set it, or DIGEST_DEMO_SECRET_FALLBACK=true for a throw-away demo)"
-        )
+        return cls(secret_of(settings), settings.public_url)
 
     # -- tokens -----------------------------------------------------------------------------------
 
-    def token(self, purpose: str, subscriber_id: int, **extra: Any) -> str:
-        """A token for ``purpose`` carrying the subscriber id and any JSON-serialisable ``extra``."""
-        _check_purpose(purpose)
+    def token(self, purpose: str, subscriber_id: int, *, key: str, **extra: str) -> str:
+        """A token for ``purpose`` carrying the subscriber id, their link key (``Subscriber.link_key``),
+        the time it was issued and the string values of ``extra``."""
         if not isinstance(subscriber_id, int) or isinstance(subscriber_id, bool):
             raise TypeError("subscriber_id must be an int")
-        if "s" in extra:
-            raise ValueError("'s' is reserved for the subscriber id")
-        return self._serializer.dumps({"s": subscriber_id, **extra}, salt=purpose)
+        if not isinstance(key, str) or not key:
+            raise TypeError("key must be the subscriber's link key (a non-empty str)")
+        if _RESERVED & extra.keys():
+            raise ValueError(f"{sorted(_RESERVED & extra.keys())} are reserved names")
+        fields = [str(subscriber_id), key]
+        for name, value in extra.items():
+            fields += (name, value)
+        return self._signer.sign(purpose, fields)
 
     def verify(self, purpose: str, token: str, max_age: int | None = None) -> dict[str, Any]:
-        """The payload ``{"subscriber_id": int, **extra}``; raises ``BadToken`` on any problem."""
-        _check_purpose(purpose)
-        try:
-            data = self._serializer.loads(token, salt=purpose, max_age=max_age)
-        except SignatureExpired as e:
-            raise BadToken(f"{purpose} link expired", expired=True) from e
-        except BadData as e:
-            raise BadToken(f"invalid {purpose} link") from e
-        if not isinstance(data, dict) or not isinstance(data.get("s"), int):
+        """The payload ``{"subscriber_id": int, "key": str, "issued_at": int (epoch seconds), **extra}``;
+        raises ``BadToken`` on any problem. The caller compares ``key`` with the stored link key."""
+        issued_at, fields = self._signer.unsign(purpose, token, max_age)
+        if len(fields) < 2 or len(fields) % 2 or not fields[0].isdigit():
             raise BadToken(f"invalid {purpose} link")
-        out = {k: v for k, v in data.items() if k != "s"}
-        out["subscriber_id"] = data["s"]
-        return out
+        extra = dict(zip(fields[2::2], fields[3::2]))
+        return {**extra, "subscriber_id": int(fields[0]), "key": fields[1], "issued_at": issued_at}
 
     # -- URLs -------------------------------------------------------------------------------------
 
-    def unsubscribe_url(self, subscriber_id: int) -> str:
-        return f"{self.public_url}/unsubscribe/{self.token('unsubscribe', subscriber_id)}"
+    def unsubscribe_url(self, subscriber_id: int, *, key: str) -> str:
+        return f"{self.public_url}/unsubscribe/{self.token('unsubscribe', subscriber_id, key=key)}"
 
-    def preferences_url(self, subscriber_id: int) -> str:
-        return f"{self.public_url}/preferences/{self.token('preferences', subscriber_id)}"
+    def preferences_url(self, subscriber_id: int, *, key: str) -> str:
+        return f"{self.public_url}/preferences/{self.token('preferences', subscriber_id, key=key)}"
 
-    def confirm_url(self, subscriber_id: int) -> str:
-        return f"{self.public_url}/confirm/{self.token('confirm', subscriber_id)}"
+    def confirm_url(self, subscriber_id: int, *, key: str) -> str:
+        return f"{self.public_url}/confirm/{self.token('confirm', subscriber_id, key=key)}"
 
-    def feedback_url(self, subscriber_id: int, arxiv_id: str, vote: str) -> str:
+    def feedback_url(self, subscriber_id: int, arxiv_id: str, vote: str, *, key: str) -> str:
         """``/feedback/{token}?paper=ID&v=up|down``. Paper and vote are also *inside* the signed token
         (keys ``p`` and ``v``): the web handler must trust the token, the query is only for humans."""
         if vote not in VOTES:
             raise ValueError(f"vote must be 'up' or 'down', not {vote!r}")
-        tok = self.token("feedback", subscriber_id, p=arxiv_id, v=vote)
+        tok = self.token("feedback", subscriber_id, key=key, p=arxiv_id, v=vote)
         return f"{self.public_url}/feedback/{tok}?{urlencode({'paper': arxiv_id, 'v': vote}, quote_via=quote)}"
 
 
-def _check_purpose(purpose: str) -> None:
-    if purpose not in PURPOSES:
-        raise ValueError(f"unknown token purpose {purpose!r} (one of {sorted(PURPOSES)})")
+def secret_of(settings: Settings) -> str:
+    """The secret that signs links and forms: ``secret_key``, else the public demo key when
+    ``demo_secret_fallback`` allows it; ``MissingSecretError`` otherwise."""
+    if settings.secret_key is not None and settings.secret_key.get_secret_value():
+        return settings.secret_key.get_secret_value()
+    if settings.demo_secret_fallback:
+        log.warning("DIGEST_SECRET_KEY is unset: signing links with the public demo key (demo only)")
+        return DEMO_SECRET
+    raise MissingSecretError(
+        "DIGEST_SECRET_KEY is not set: it signs unsubscribe and feedback links "
+        "(set it, or DIGEST_DEMO_SECRET_FALLBACK=true for a throw-away demo)"
+    )

@@ -6,8 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
-from collections.abc import Callable, Sequence
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -49,6 +55,7 @@ HF_LISTINGS = {
 }
 
 SECRET = "test-secret-0123456789abcdef"  # signs every link the tests make
+LINK_KEY = "link-key-of-ada-0123456"  # the link key of a subscriber that is not stored
 
 # -- papers, picks and a digest, without a store --------------------------------------------------------
 
@@ -87,7 +94,7 @@ def bare_settings(**values: Any) -> Settings:
 def make_context(papers: list[Paper], sub: Subscriber | None = None, settings: Settings | None = None) -> DigestContext:
     """The digest of ``papers`` in that order for ``sub`` (Ada, id 7) on ``DAY``."""
     settings = settings or bare_settings(public_url="https://digest.example")
-    sub = sub or Subscriber(email="ada@example.org", name="Ada", id=7)
+    sub = sub or Subscriber(email="ada@example.org", name="Ada", id=7, link_key=LINK_KEY)
     signer = LinkSigner(SECRET, settings.public_url)
     return build_context(sub, DAY, [(p, pick(p, r)) for r, p in enumerate(papers, 1)], settings, signer)
 
@@ -112,6 +119,14 @@ def add_reader(settings: Settings, email: str, status: str = "active", interests
     """Store a subscriber directly (no confirmation mail); its id."""
     with session_factory(create_db_engine(settings.database_url)).begin() as session:
         return stored_id(add_subscriber(session, email, interests=interests, status=SubscriberStatus(status)))
+
+
+def link_key(settings: Settings, subscriber_id: int) -> str:
+    """The stored link key of a subscriber: what its signed links must carry."""
+    with session_factory(create_db_engine(settings.database_url))() as session:
+        row = session.get(SubscriberRow, subscriber_id)
+    assert row is not None, f"no subscriber {subscriber_id}"
+    return row.link_key
 
 
 def subscriber_row(settings: Settings, email: str) -> SubscriberRow:
@@ -169,6 +184,61 @@ def confirm_link(server: SmtpTestServer, email: str) -> str:
     assert m, text
     assert m.group(1) in html_part.get_content()
     return m.group(1)
+
+
+# -- the real `digest web` ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServedWeb:
+    """A running `digest web`: where it answers, and the files its stdout and stderr go to."""
+
+    base: str
+    stdout: Path
+    stderr: Path
+
+    def logs(self) -> str:
+        return self.stdout.read_text(errors="replace") + self.stderr.read_text(errors="replace")
+
+
+@contextmanager
+def digest_web(workdir: Path, smtp_port: int, database_url: str, **env: str) -> Iterator[ServedWeb]:
+    """`digest web` (the command itself: uvicorn with its own logging) in a subprocess on a free port of
+    127.0.0.1, mailing through the SMTP test server on ``smtp_port``; ``env`` adds DIGEST_* settings."""
+    from digest.mailsink import free_port
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    environ.update({
+        "DIGEST_DATABASE_URL": database_url, "DIGEST_SECRET_KEY": SECRET, "DIGEST_PUBLIC_URL": base,
+        "DIGEST_SMTP_HOST": "127.0.0.1", "DIGEST_SMTP_PORT": str(smtp_port), "DIGEST_SMTP_SECURITY": "none",
+        "DIGEST_MAIL_FROM": "Papers Digest <digest@example.org>", **env,
+    })
+    out, err = workdir / "web.stdout", workdir / "web.stderr"
+    with out.open("wb") as o, err.open("wb") as e:
+        proc = subprocess.Popen([sys.executable, "-m", "digest.cli", "web", "--port", str(port)], cwd=workdir,
+                                env=environ, stdout=o, stderr=e)
+    served = ServedWeb(base, out, err)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, f"digest web exited {proc.returncode}: {served.logs()}"
+            assert time.monotonic() < deadline, f"digest web did not answer: {served.logs()}"
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.1)
+        yield served
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 # -- listings as Hugging Face serves them ------------------------------------------------------------------

@@ -27,7 +27,7 @@ from digest.mailsink import free_port
 from digest.models import Subscriber
 from digest.render import HTML_LIMIT, render_digest
 
-from .builders import DAY, HOSTILE_TITLE, bare_settings, make_context, paper, smtp_settings
+from .builders import DAY, HOSTILE_TITLE, LINK_KEY, bare_settings, make_context, paper, smtp_settings
 from .smtp_server import SmtpTestServer
 
 
@@ -36,13 +36,12 @@ def make_message(to: str = "ada@example.org", name: str | None = "Ada", title: s
     papers = [paper(i) for i in range(10)]
     if title is not None:
         papers[0] = paper(0, title=title, authors=('<img src=x onerror=alert(2)>',))
-    ctx = make_context(papers, Subscriber(email=to, name=name, id=sid))
+    ctx = make_context(papers, Subscriber(email=to, name=name, id=sid, link_key=LINK_KEY))
     r = render_digest(ctx)
     return build_mail(
         r, to_addr=to, to_name=name, from_addr="Papers Digest <digest@digest.example>",
         message_id=message_id(sid, day, "digest.example"),
-        list_headers=ListHeaders("Papers Digest <digest.digest.example>", ctx.unsubscribe_url,
-                                 ctx.unsubscribe_mailto),
+        list_headers=ListHeaders("Papers Digest <digest.digest.example>", ctx.unsubscribe_url),
         date=datetime(2026, 8, 18, 6, 0, tzinfo=timezone.utc),
     )
 
@@ -98,8 +97,9 @@ def test_smtp_round_trip_parses_back(server: SmtpTestServer) -> None:
     assert back["List-Id"] == "Papers Digest <digest.digest.example>"
     assert back["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     lu = back["List-Unsubscribe"]
-    assert lu.startswith("<https://digest.example/unsubscribe/") and ", <mailto:unsubscribe@localhost?subject=" in lu
-    assert lu.endswith(">") and "\n" not in lu
+    # the HTTPS one-click only: a mailto: address would be advertised but never read (issue 11)
+    assert lu.startswith("<https://digest.example/unsubscribe/") and lu.endswith(">") and lu.count("<") == 1
+    assert "\n" not in lu and "mailto:" not in text.get_content() + html.get_content()
     subject = back["Subject"]
     assert "\n" not in subject and subject.startswith("Daily Papers, 2026-08-18: <script>")
     body = html.get_content()

@@ -1,6 +1,7 @@
 """End to end in headless Chromium (Debian's /usr/bin/chromium through Playwright): the subscribe page
 served by uvicorn on 127.0.0.1, the confirmation mail received by a real SMTP server, the confirm link
-followed in the browser, preferences saved, then an RFC 8058 one-click unsubscribe POST."""
+followed in the browser and its button pressed, preferences saved, then an RFC 8058 one-click unsubscribe
+POST."""
 
 from __future__ import annotations
 
@@ -83,7 +84,12 @@ def test_subscribe_confirm_preferences_unsubscribe_in_chromium(served: Settings,
             link = confirm_link(smtp, address)
             assert link.startswith(base + "/confirm/")
 
-            page.goto(link)
+            page.goto(link)  # what a mail link scanner does too: nothing changes
+            page.wait_for_selector("text=Confirm your subscription")
+            assert page.is_visible("text=LLM reasoning")  # what confirming starts
+            assert subscriber_row(settings, address).status == "pending"
+            page.screenshot(path=str(shots / "confirm.png"), full_page=True)
+            page.click("text=Confirm my subscription")  # a real browser POST: Origin and CSRF token checked
             page.wait_for_selector("text=You're subscribed")
             sub = subscriber_row(settings, address)
             assert sub.status == "active" and sub.confirmed_at is not None
@@ -97,7 +103,7 @@ def test_subscribe_confirm_preferences_unsubscribe_in_chromium(served: Settings,
             sub = subscriber_row(settings, address)
             assert (sub.exclude_keywords, sub.frequency) == (["survey"], "weekly")
 
-            unsubscribe_url = LinkSigner.from_settings(settings).unsubscribe_url(sub.id)
+            unsubscribe_url = LinkSigner.from_settings(settings).unsubscribe_url(sub.id, key=sub.link_key)
             page.goto(unsubscribe_url)  # GET shows the button only
             page.wait_for_selector("button:has-text('Unsubscribe')")
             assert subscriber_row(settings, address).status == "active"

@@ -51,11 +51,11 @@ class OutgoingMail:
 
 @dataclass(frozen=True, slots=True)
 class ListHeaders:
-    """The headers of a list mail (a digest): ``List-Id`` and RFC 8058 one-click ``List-Unsubscribe``."""
+    """The headers of a list mail (a digest): ``List-Id`` and RFC 8058 one-click ``List-Unsubscribe`` (the
+    HTTPS URL only: nothing reads a mailbox, so no ``mailto:`` is advertised)."""
 
     list_id: str
     unsubscribe_url: str
-    unsubscribe_mailto: str
 
 
 def _exact(value: str, what: str) -> str:
@@ -156,13 +156,10 @@ def build_mail(
     _set(msg, "Message-ID", mid)
     if list_headers is not None:
         unsub = _exact(list_headers.unsubscribe_url, "unsubscribe_url")
-        mailto = _exact(list_headers.unsubscribe_mailto, "unsubscribe_mailto")
-        if not mailto.startswith("mailto:"):
-            mailto = f"mailto:{mailto}"
-        if any(c in unsub + mailto for c in "<>, "):
-            raise ValueError("unsubscribe URLs must not contain '<', '>', ',' or spaces")
+        if any(c in unsub for c in "<>, "):
+            raise ValueError("the unsubscribe URL must not contain '<', '>', ',' or spaces")
         _set(msg, "List-Id", one_line(list_headers.list_id))
-        _set(msg, "List-Unsubscribe", f"<{unsub}>, <{mailto}>")
+        _set(msg, "List-Unsubscribe", f"<{unsub}>")
         _set(msg, "List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
     if auto_submitted:
         _set(msg, "Auto-Submitted", "auto-generated")

@@ -43,11 +43,28 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Create or migrate the database to ``revision`` (Alembic)."""
+    """Create or migrate the database to ``revision`` (Alembic).
+
+    SQLite changes a table by rebuilding it (batch mode), and with foreign keys enforced dropping the old
+    table would cascade-delete every row that refers to it. So, as SQLite's own procedure says, foreign
+    keys are off for the migration (the pragma only works outside a transaction), every foreign key is
+    checked before the commit, and enforcement is back on before the connection returns to the pool."""
     cfg = alembic_config(engine)
-    with _MIGRATE_LOCK, engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    with _MIGRATE_LOCK, engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()
+        try:
+            with conn.begin():
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+                if sqlite and (broken := conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()):
+                    raise RuntimeError(f"migration left {len(broken)} broken foreign keys (first: {broken[0]})")
+        finally:
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                conn.commit()
 
 
 def current_revision(engine: Engine) -> str | None:

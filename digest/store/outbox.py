@@ -97,11 +97,19 @@ def plan_deliveries(session: Session, digest_date: date, picks: Mapping[int, Seq
     return PlanReport(planned=planned, skipped=skipped, existing=existing)
 
 
-def enqueue_confirmation(session: Session, subscriber_id: int, day: date) -> int | None:
+def enqueue_confirmation(session: Session, subscriber_id: int, day: date, *,
+                         min_interval: timedelta | None = None) -> int | None:
     """A confirmation mail for ``subscriber_id``, to be sent like any other mail (claimed, retried,
-    recorded). At most one per subscriber and ``day``: returns the new row's id, or ``None`` when that
-    day's confirmation already exists (also when a concurrent request inserted it a moment ago)."""
+    recorded). At most one per subscriber and ``day``, and none while the last one is younger than
+    ``min_interval``: returns the new row's id, or ``None`` when that confirmation already exists (also
+    when a concurrent request inserted it a moment ago)."""
     now = utcnow()
+    if min_interval is not None and session.scalar(
+        select(DeliveryRow.id).where(DeliveryRow.subscriber_id == subscriber_id,
+                                     DeliveryRow.kind == DeliveryKind.confirm.value,
+                                     DeliveryRow.created_at > now - min_interval).limit(1)
+    ) is not None:
+        return None
     row = DeliveryRow(subscriber_id=subscriber_id, digest_date=day, kind=DeliveryKind.confirm.value,
                       status=DeliveryStatus.planned.value, attempts=0, resends=0, created_at=now, updated_at=now)
     try:
@@ -188,7 +196,8 @@ def mark_failed(session: Session, delivery_id: int, error: str, suppress_subscri
     _set(session, delivery_id, status=DeliveryStatus.failed.value, claim_token=None, last_error=error)
     if suppress_subscriber is not None:
         session.execute(
-            update(SubscriberRow).where(SubscriberRow.id == suppress_subscriber).values(status="bounced")
+            update(SubscriberRow).where(SubscriberRow.id == suppress_subscriber, SubscriberRow.status != "bounced")
+            .values(status="bounced", status_changed_at=utcnow())
         )
 
 

@@ -3,6 +3,7 @@ change a subscriber. Every value is validated by the domain rules in ``digest.mo
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,10 +17,11 @@ from digest.models import (
     check_max_papers,
     clean_list,
     clean_name,
+    email_key,
     normalise_arxiv_id,
     normalise_email,
 )
-from digest.store.tables import SubscriberRow, utcnow
+from digest.store.tables import SubscriberRow, new_link_key, utcnow
 
 
 class SubscriberExistsError(ValueError):
@@ -50,7 +52,17 @@ def row_to_subscriber(row: SubscriberRow) -> Subscriber:
         include_keywords=tuple(row.include_keywords), exclude_keywords=tuple(row.exclude_keywords),
         seed_papers=tuple(row.seed_papers), max_papers=row.max_papers, frequency=row.frequency,
         timezone=row.timezone, created_at=row.created_at, confirmed_at=row.confirmed_at,
+        link_key=row.link_key, status_changed_at=row.status_changed_at,
+        pending_interests=tuple(row.pending_interests) if row.pending_interests is not None else None,
+        pending_max_papers=row.pending_max_papers,
     )
+
+
+def _set_status(row: SubscriberRow, status: SubscriberStatus) -> None:
+    """Every change of status goes through here: it records when (a link issued before is stale)."""
+    if row.status != status.value:
+        row.status = status.value
+        row.status_changed_at = utcnow()
 
 
 def _apply(row: SubscriberRow, prefs: Preferences) -> None:
@@ -87,7 +99,9 @@ def add_subscriber(
     address = normalise_email(email)
     if session.scalar(select(SubscriberRow.id).where(SubscriberRow.email == address)) is not None:
         raise SubscriberExistsError(f"{address} is already subscribed")
-    row = SubscriberRow(email=address, name=clean_name(name), status=status.value)
+    now = utcnow()
+    row = SubscriberRow(email=address, name=clean_name(name), status=status.value, link_key=new_link_key(),
+                        created_at=now, status_changed_at=now)
     _apply(row, Preferences(interests, negative_interests, include_keywords, exclude_keywords, max_papers))
     row.seed_papers = clean_list([normalise_arxiv_id(s) for s in seed_papers], "seed papers")
     session.add(row)
@@ -104,10 +118,19 @@ def find_subscriber(session: Session, subscriber_id: int | None = None, *, email
     if subscriber_id is not None:
         row = _row(session, subscriber_id)
     elif email is not None:
-        row = session.scalar(select(SubscriberRow).where(SubscriberRow.email == normalise_email(email)))
+        row = session.scalar(select(SubscriberRow).where(SubscriberRow.email == email_key(email)))
     else:
         raise TypeError("find_subscriber needs an id or an email")
     return row_to_subscriber(row) if row is not None else None
+
+
+def subscriber_for_link(session: Session, subscriber_id: int, link_key: str) -> Subscriber | None:
+    """The subscriber a signed link names, or ``None`` when there is no such subscriber or the link's key
+    is not theirs (the link of a removed subscriber whose id was given out again)."""
+    row = _row(session, subscriber_id)
+    if row is None or not hmac.compare_digest(row.link_key.encode(), link_key.encode()):
+        return None
+    return row_to_subscriber(row)
 
 
 def get_subscriber(session: Session, email: str) -> Subscriber:
@@ -125,7 +148,7 @@ def list_subscribers(session: Session, status: SubscriberStatus | None = None) -
 
 
 def remove_subscriber(session: Session, email: str) -> None:
-    row = session.scalar(select(SubscriberRow).where(SubscriberRow.email == normalise_email(email)))
+    row = session.scalar(select(SubscriberRow).where(SubscriberRow.email == email_key(email)))
     if row is None:
         raise SubscriberNotFoundError(f"no subscriber {email}")
     session.delete(row)
@@ -133,9 +156,12 @@ def remove_subscriber(session: Session, email: str) -> None:
 
 
 def request_subscription(session: Session, email: str, interests: Sequence[str], max_papers: int) -> int | None:
-    """A sign-up: a new address is stored ``pending``; ``None`` when the address is already active (it
-    gets no mail). Returns the id of the subscriber to send a confirmation to. Nothing of a known address
-    changes until the confirmation is used."""
+    """A sign-up: a new address is stored ``pending`` with what was typed; ``None`` when the address is
+    already active (it gets no mail). Returns the id of the subscriber to send a confirmation to.
+
+    For a known address (pending, unsubscribed, bounced) nothing it has changes until the confirmation is
+    used: anyone may type any address, so what was typed waits as *pending* preferences, applied by
+    ``confirm_subscriber`` (a later sign-up replaces them)."""
     address = normalise_email(email)
     row = session.scalar(select(SubscriberRow).where(SubscriberRow.email == address))
     if row is None:
@@ -143,29 +169,39 @@ def request_subscription(session: Session, email: str, interests: Sequence[str],
                               status=SubscriberStatus.pending).id
     if row.status == SubscriberStatus.active.value:
         return None
+    row.pending_interests = clean_list(interests, "interests")
+    row.pending_max_papers = check_max_papers(max_papers)
+    session.flush()
     return row.id
 
 
 def confirm_subscriber(session: Session, subscriber_id: int) -> Subscriber | None:
-    """Make the subscriber active (a used confirmation link); ``None`` if there is no such subscriber."""
+    """Make the subscriber active (a used confirmation) with the preferences their sign-up typed, if it
+    left any pending; ``None`` if there is no such subscriber. Idempotent."""
     row = _row(session, subscriber_id)
     if row is None:
         return None
     if row.status != SubscriberStatus.active.value:
-        row.status = SubscriberStatus.active.value
+        _set_status(row, SubscriberStatus.active)
         row.confirmed_at = utcnow()
-        session.flush()
+        if row.pending_interests is not None:
+            row.interests = list(row.pending_interests)
+        if row.pending_max_papers is not None:
+            row.max_papers = row.pending_max_papers
+    row.pending_interests = row.pending_max_papers = None
+    session.flush()
     return row_to_subscriber(row)
 
 
 def unsubscribe_subscriber(session: Session, subscriber_id: int) -> bool:
-    """Stop mailing the subscriber; ``False`` if there is no such subscriber. Idempotent."""
+    """Stop mailing the subscriber; ``False`` if there is no such subscriber. Idempotent. A sign-up that
+    was waiting for its confirmation is forgotten with it."""
     row = _row(session, subscriber_id)
     if row is None:
         return False
-    if row.status != SubscriberStatus.unsubscribed.value:
-        row.status = SubscriberStatus.unsubscribed.value
-        session.flush()
+    _set_status(row, SubscriberStatus.unsubscribed)
+    row.pending_interests = row.pending_max_papers = None
+    session.flush()
     return True
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import date, datetime, timezone
 
 from sqlalchemy import (
@@ -21,6 +22,11 @@ NAMING = {
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def new_link_key() -> str:
+    """A subscriber's link key: 128 random bits, URL-safe. Every signed link carries it (digest.signing)."""
+    return secrets.token_urlsafe(16)
 
 
 class Base(DeclarativeBase):
@@ -69,6 +75,8 @@ class UpvoteRow(Base):
 
 class SubscriberRow(Base):
     __tablename__ = "subscribers"
+    # SQLite: AUTOINCREMENT, so the id of a removed subscriber is never given to another one.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
@@ -84,6 +92,13 @@ class SubscriberRow(Base):
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Signed links carry this key; a link whose key is not the stored one does not work (digest.signing).
+    link_key: Mapped[str] = mapped_column(String(32), default=new_link_key)
+    # When ``status`` last changed: a confirmation link issued before it is stale.
+    status_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # What a sign-up of a known address typed: applied when that sign-up is confirmed, never before.
+    pending_interests: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
+    pending_max_papers: Mapped[int | None] = mapped_column(Integer)
 
 
 class PaperEmbeddingRow(Base):

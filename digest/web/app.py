@@ -10,8 +10,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 
 from digest.config import Settings, get_settings
-from digest.signing import DEMO_SECRET, LinkSigner
+from digest.signing import LinkSigner, secret_of
 from digest.store import create_db_engine, session_factory, upgrade
+from digest.web import logs
 from digest.web.forms import MAX_BODY_BYTES
 from digest.web.pages import message
 from digest.web.routes import router
@@ -31,12 +32,6 @@ SECURITY_HEADERS = {
 }
 
 
-def _secret(settings: Settings) -> str:
-    if settings.secret_key is not None and settings.secret_key.get_secret_value():
-        return settings.secret_key.get_secret_value()
-    return DEMO_SECRET  # LinkSigner.from_settings has already refused this unless the fallback is on
-
-
 def _retry_loop(state: WebState, stop: threading.Event) -> None:
     while not stop.wait(state.settings.web_confirm_retry_seconds):
         state.send_confirmations()
@@ -46,14 +41,16 @@ def create_app(settings: Settings | None = None, *, rate_limit: int = 5, rate_wi
     """The web application for ``settings`` (default: the environment). Raises ``MissingSecretError``
     when no secret key is configured and ``demo_secret_fallback`` is off."""
     settings = settings or get_settings()
-    signer = LinkSigner.from_settings(settings)  # first: refuse to start without a secret
+    secret = secret_of(settings)  # first: refuse to start without a secret
+    signer = LinkSigner(secret, settings.public_url)
     engine = create_db_engine(settings.database_url)
     upgrade(engine)
-    state = WebState(settings, signer, Csrf(_secret(settings)), RateLimiter(rate_limit, rate_window),
+    state = WebState(settings, signer, Csrf(secret), RateLimiter(rate_limit, rate_window),
                      session_factory(engine))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logs.install()  # here: after the server has configured its logging
         stop = threading.Event()
         thread = threading.Thread(target=_retry_loop, args=(state, stop), name="confirmations", daemon=True)
         thread.start()

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from digest.models import FREQUENCIES, InvalidAddressError, check_max_papers, clean_list, normalise_email
+from digest.models import (
+    FREQUENCIES,
+    InvalidAddressError,
+    NonAsciiAddressError,
+    check_max_papers,
+    clean_list,
+    normalise_email,
+)
 from digest.store.subscribers import Preferences
 
 MAX_FIELD_CHARS = 10_000  # one textarea
@@ -36,6 +43,8 @@ def max_papers(raw: str) -> int:
 def address(raw: str) -> str:
     try:
         return normalise_email(raw)
+    except NonAsciiAddressError as e:
+        raise FormError(str(e)) from None  # valid, but not deliverable: say why and what to use
     except InvalidAddressError as e:
         # the validator's reason without echoing the raw input twice
         text = str(e)

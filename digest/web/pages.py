@@ -33,7 +33,6 @@ def message(status: int, title: str, heading: str, text: str, link: str | None =
                 link_text=link_text)
 
 
-def bad_link(e: BadToken) -> HTMLResponse:
-    text = ("This link has expired. Sign up again to get a new one." if e.expired
-            else "This link is invalid or incomplete. Please use the link exactly as it was mailed to you.")
+def bad_link(e: BadToken, expired: str = "This link has expired. Sign up again to get a new one.") -> HTMLResponse:
+    text = expired if e.expired else "This link is invalid or incomplete. Please use the link exactly as it was mailed to you."
     return message(400, "Invalid link", "This link does not work", text, "/", "Go to the sign-up page")

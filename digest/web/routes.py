@@ -1,38 +1,42 @@
 """The routes of the subscriber pages. Module-level handlers on one ``APIRouter``; what they share (the
 settings, signer, CSRF tokens, rate limiter, sessions) comes from the ``WebState`` dependency.
 
-Every link token is verified with ``LinkSigner`` for its own purpose: a tampered, expired or foreign token
-gets a 400 page and changes nothing. State-changing GETs are limited to following a link from a mail
-(confirm, feedback); unsubscribing needs a POST (RFC 8058 one-click). Forms carry a signed CSRF token and
-POSTs from another origin are refused. The handlers change subscribers only through the store's doors
-(``digest.store.subscribers``) and mail only through the outbox."""
+Every link token is verified with ``LinkSigner`` for its own purpose, and its link key must be the one
+stored on the subscriber it names: a tampered, expired or foreign token, or the token of a removed
+subscriber, gets a 400 page and changes nothing. No GET changes anything (mail link scanners follow every
+link): a confirmation or a vote is the POST of the button on the page its link opens, with a CSRF token;
+unsubscribing is a POST too (RFC 8058 one-click, the token alone authorises it). Forms carry a signed
+CSRF token and POSTs from another origin are refused. The handlers change subscribers only through the
+store's doors (``digest.store.subscribers``) and mail only through the outbox."""
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
-from typing import Annotated
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Form, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
-from digest.models import Subscriber
+from digest.models import Subscriber, SubscriberStatus, normalise_arxiv_id
 from digest.signing import CONFIRM_MAX_AGE, BadToken
 from digest.store import outbox
 from digest.store.feedback import record_feedback
+from digest.store.papers import papers_by_ids
 from digest.store.subscribers import (
     Preferences,
     SubscriberNotFoundError,
     confirm_subscriber,
-    find_subscriber,
     request_subscription,
+    subscriber_for_link,
     unsubscribe_subscriber,
     update_preferences,
 )
 from digest.web import forms
 from digest.web.pages import bad_link, message, page
-from digest.web.security import CsrfError, check_same_origin
+from digest.web.security import CsrfError, check_same_origin, client_key
 from digest.web.state import WebState
 
 log = logging.getLogger(__name__)
@@ -51,6 +55,14 @@ FORM_EXPIRED = "This form has expired or was not sent from this site."
 def _check_form(web: Web, request: Request, csrf_token: str, form: str, subscriber_id: int | None = None) -> None:
     check_same_origin(web.settings.public_url, request.headers.get("origin"), request.headers.get("referer"))
     web.csrf.check(csrf_token, form, subscriber_id)
+
+
+def _linked(session: Session, purpose: str, link: dict[str, Any]) -> Subscriber:
+    """The subscriber a verified link names, if the link's key is still theirs; else ``BadToken``."""
+    sub = subscriber_for_link(session, link["subscriber_id"], link["key"])
+    if sub is None:
+        raise BadToken(f"invalid {purpose} link")
+    return sub
 
 
 # -- subscribe ---------------------------------------------------------------------------------------
@@ -78,7 +90,8 @@ def subscribe(
     max_papers: Annotated[str, Form()] = "10",
     csrf_token: Annotated[str, Form()] = "",
 ) -> HTMLResponse:
-    client = request.client.host if request.client else "unknown"
+    client = client_key(request.client.host if request.client else None, request.headers.get("x-forwarded-for"),
+                        web.trusted_proxies)
     retry = web.limiter.hit(client)
     if retry is not None:
         resp = message(429, "Too many requests", "Too many requests",
@@ -99,32 +112,88 @@ def subscribe(
         with web.sessions.begin() as session:
             sid = request_subscription(session, form.email, form.interests, form.max_papers)
             if sid is not None:  # already active: nothing is sent, and the page says the same
-                delivery = outbox.enqueue_confirmation(session, sid, datetime.now(timezone.utc).date())
+                delivery = outbox.enqueue_confirmation(
+                    session, sid, datetime.now(timezone.utc).date(),
+                    min_interval=timedelta(hours=web.settings.confirm_interval_hours))
     except IntegrityError:  # the same address signed up at the same moment: that request mails it
         delivery = None
     if delivery is not None:
         background.add_task(web.send_confirmations, [delivery])
     # The same page whatever the address's state: the page never tells whether it was known.
     return message(200, "Check your inbox", "Check your inbox",
-                   f"If {form.email} can receive mail, a confirmation link is on its way. "
-                   f"Follow it within {CONFIRM_MAX_AGE // 86400} days to start receiving the digest.")
+                   f"If {form.email} can receive mail, a confirmation link is on its way (one every "
+                   f"{web.settings.confirm_interval_hours:g} hours at most: if one came lately, use that one). Follow it within {CONFIRM_MAX_AGE // 86400} days to "
+                   "start receiving the digest.")
 
 
 # -- confirm -----------------------------------------------------------------------------------------
 
 
+def _stale(link: dict[str, Any], sub: Subscriber) -> bool:
+    """A link issued before the subscriber's last change of status (seconds: what a token carries)."""
+    changed = sub.status_changed_at
+    if changed is None:
+        return False
+    changed = changed if changed.tzinfo else changed.replace(tzinfo=timezone.utc)
+    return int(link["issued_at"]) < int(changed.timestamp())
+
+
+def _subscribed(web: WebState, link: dict[str, Any]) -> HTMLResponse:
+    return message(200, "Subscription confirmed", "You're subscribed",
+                   "Your first digest arrives with the next daily run.",
+                   web.signer.preferences_url(link["subscriber_id"], key=link["key"]), "Edit your preferences")
+
+
+def _stale_page() -> HTMLResponse:
+    return message(400, "Link out of date", "This link is out of date",
+                   "Your subscription changed after this confirmation link was mailed (you unsubscribed, or mail "
+                   "to you bounced), so it cannot start it again. To subscribe again, sign up again and use the "
+                   "link in the new mail.", "/", "Sign up again")
+
+
 @router.get("/confirm/{token}", response_class=HTMLResponse)
-def confirm(token: str, web: Web) -> HTMLResponse:
+def confirm_page(token: str, web: Web) -> HTMLResponse:
+    # GET never confirms (mail scanners follow links): the page's button POSTs.
     try:
-        sid = web.signer.verify("confirm", token, max_age=CONFIRM_MAX_AGE)["subscriber_id"]
+        link = web.signer.verify("confirm", token, max_age=CONFIRM_MAX_AGE)
+        with web.sessions() as session:
+            sub = _linked(session, "confirm", link)
+    except BadToken as e:
+        return bad_link(e)
+    if sub.status == SubscriberStatus.active:
+        return _subscribed(web, link)
+    if _stale(link, sub):
+        return _stale_page()
+    interests = sub.pending_interests if sub.pending_interests is not None else sub.interests
+    max_papers = sub.pending_max_papers if sub.pending_max_papers is not None else sub.max_papers
+    return page("confirm.html.j2", 200, title="Confirm your subscription - Papers Digest", email=sub.email,
+                interests=interests, max_papers=max_papers, action=f"/confirm/{token}",
+                csrf_token=web.csrf.token("confirm", link["subscriber_id"]))
+
+
+@router.post("/confirm/{token}", response_class=HTMLResponse)
+def confirm(request: Request, token: str, web: Web, csrf_token: Annotated[str, Form()] = "") -> HTMLResponse:
+    try:
+        link = web.signer.verify("confirm", token, max_age=CONFIRM_MAX_AGE)
     except BadToken as e:
         return bad_link(e)
     with web.sessions.begin() as session:
-        if confirm_subscriber(session, sid) is None:
-            return bad_link(BadToken("invalid confirm link"))
-    return message(200, "Subscription confirmed", "You're subscribed",
-                   "Your first digest arrives with the next daily run.",
-                   web.signer.preferences_url(sid), "Edit your preferences")
+        try:
+            sub = _linked(session, "confirm", link)
+        except BadToken as e:
+            return bad_link(e)
+        try:
+            _check_form(web, request, csrf_token, "confirm", link["subscriber_id"])
+        except CsrfError:
+            return message(403, "Form expired", "Nothing was confirmed", f"{FORM_EXPIRED} Please open the "
+                           "confirmation page again and press its button.", f"/confirm/{token}",
+                           "Open the confirmation page")
+        if sub.status == SubscriberStatus.active:  # pressed twice, or confirmed already: harmless
+            return _subscribed(web, link)
+        if _stale(link, sub):
+            return _stale_page()
+        confirm_subscriber(session, link["subscriber_id"])
+    return _subscribed(web, link)
 
 
 # -- unsubscribe -------------------------------------------------------------------------------------
@@ -133,7 +202,9 @@ def confirm(token: str, web: Web) -> HTMLResponse:
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse)
 def unsubscribe_page(token: str, web: Web) -> HTMLResponse:
     try:
-        web.signer.verify("unsubscribe", token)
+        link = web.signer.verify("unsubscribe", token)
+        with web.sessions() as session:
+            _linked(session, "unsubscribe", link)
     except BadToken as e:
         return bad_link(e)
     # GET never unsubscribes (mail scanners follow links): the button POSTs, like RFC 8058 clients.
@@ -144,11 +215,12 @@ def unsubscribe_page(token: str, web: Web) -> HTMLResponse:
 def unsubscribe(token: str, web: Web) -> HTMLResponse:
     # RFC 8058 one-click: the signed token is the authorisation; no cookie, login or CSRF token.
     try:
-        sid = web.signer.verify("unsubscribe", token)["subscriber_id"]
+        link = web.signer.verify("unsubscribe", token)
+        with web.sessions.begin() as session:
+            _linked(session, "unsubscribe", link)
+            unsubscribe_subscriber(session, link["subscriber_id"])
     except BadToken as e:
         return bad_link(e)
-    with web.sessions.begin() as session:
-        unsubscribe_subscriber(session, sid)
     return message(200, "Unsubscribed", "You're unsubscribed",
                    "You will not receive the digest any more. Changed your mind? Sign up again at any time.",
                    "/", "Subscribe again")
@@ -157,53 +229,91 @@ def unsubscribe(token: str, web: Web) -> HTMLResponse:
 # -- feedback ----------------------------------------------------------------------------------------
 
 
+def _feedback_link(web: WebState, token: str) -> tuple[dict[str, Any], str, str]:
+    """The verified feedback link and its paper and vote (from the token; the query is only for humans)."""
+    data = web.signer.verify("feedback", token)
+    paper, vote = data.get("p"), data.get("v")
+    if not isinstance(paper, str) or vote not in ("up", "down"):
+        raise BadToken("invalid feedback link")
+    return data, paper, vote
+
+
+NOT_FOUND = ("Not found", "Not found", "This paper or subscription no longer exists.")
+
+
 @router.get("/feedback/{token}", response_class=HTMLResponse)
-def feedback(token: str, web: Web) -> HTMLResponse:
-    # paper and vote come from the signed token; the query string (?paper=&v=) is only for humans
+def feedback_page(token: str, web: Web) -> HTMLResponse:
+    # GET never records a vote (mail scanners follow links): the page's button POSTs.
     try:
-        data = web.signer.verify("feedback", token)
-        sid, paper, vote = data["subscriber_id"], data.get("p"), data.get("v")
-        if not isinstance(paper, str) or vote not in ("up", "down"):
-            raise BadToken("invalid feedback link")
+        data, paper_id, vote = _feedback_link(web, token)
+        with web.sessions() as session:
+            _linked(session, "feedback", data)
+            paper = papers_by_ids(session, [paper_id]).get(normalise_arxiv_id(paper_id))
     except BadToken as e:
         return bad_link(e)
+    if paper is None:
+        return message(404, *NOT_FOUND)
+    return page("feedback.html.j2", 200, title="Your feedback - Papers Digest", vote=vote, paper_title=paper.title,
+                paper_id=paper.arxiv_id, action=f"/feedback/{token}",
+                csrf_token=web.csrf.token("feedback", data["subscriber_id"]))
+
+
+@router.post("/feedback/{token}", response_class=HTMLResponse)
+def feedback(request: Request, token: str, web: Web, csrf_token: Annotated[str, Form()] = "") -> HTMLResponse:
     try:
-        with web.sessions.begin() as session:
-            if find_subscriber(session, sid) is None:
-                raise LookupError(sid)
-            record_feedback(session, sid, paper, 1 if vote == "up" else -1)
-    except (LookupError, IntegrityError, ValueError):
-        return message(404, "Not found", "Not found", "This paper or subscription no longer exists.")
+        data, paper_id, vote = _feedback_link(web, token)
+    except BadToken as e:
+        return bad_link(e)
+    sid = data["subscriber_id"]
+    with web.sessions.begin() as session:
+        try:
+            _linked(session, "feedback", data)
+        except BadToken as e:
+            return bad_link(e)
+        if not papers_by_ids(session, [paper_id]):
+            return message(404, *NOT_FOUND)
+        try:
+            _check_form(web, request, csrf_token, "feedback", sid)
+        except CsrfError:
+            return message(403, "Form expired", "Nothing was recorded", f"{FORM_EXPIRED} Please open the link "
+                           "from the mail again and press its button.")
+        record_feedback(session, sid, paper_id, 1 if vote == "up" else -1)  # the same vote again changes nothing
     return message(200, "Thanks for your feedback", "Thanks!",
                    "You'll see more papers like this one." if vote == "up" else "You'll see fewer papers like this one.",
-                   web.signer.preferences_url(sid), "Edit your preferences")
+                   web.signer.preferences_url(sid, key=data["key"]), "Edit your preferences")
 
 
 # -- preferences -------------------------------------------------------------------------------------
 
 
+PREFS_EXPIRED = "This preferences link has expired. Use the one at the end of your latest digest: each mail brings a fresh one."
+
+
+def _prefs_max_age(web: WebState) -> int:
+    return web.settings.preferences_link_days * 86400
+
+
 def _preferences_form(web: WebState, token: str, sub: Subscriber, status: int = 200, *,
                       error: str | None = None, notice: str | None = None) -> HTMLResponse:
-    assert sub.id is not None
+    assert sub.id is not None and sub.link_key is not None
+    sid, key = sub.id, sub.link_key
     prefs = Preferences(sub.interests, sub.negative_interests, sub.include_keywords, sub.exclude_keywords,
                         sub.max_papers, sub.frequency)
     return page("preferences.html.j2", status, title="Preferences - Papers Digest", email=sub.email,
                 sub_status=sub.status.value, prefs=forms.preferences_values(prefs), frequencies=forms.FREQUENCIES,
                 action=f"/preferences/{token}",
-                unsubscribe_action=f"/unsubscribe/{web.signer.token('unsubscribe', sub.id)}",
-                csrf_token=web.csrf.token("preferences", sub.id), error=error, notice=notice)
+                unsubscribe_action=f"/unsubscribe/{web.signer.token('unsubscribe', sid, key=key)}",
+                csrf_token=web.csrf.token("preferences", sid), error=error, notice=notice)
 
 
 @router.get("/preferences/{token}", response_class=HTMLResponse)
 def preferences_page(token: str, web: Web) -> HTMLResponse:
     try:
-        sid = web.signer.verify("preferences", token)["subscriber_id"]
+        link = web.signer.verify("preferences", token, max_age=_prefs_max_age(web))
+        with web.sessions() as session:
+            sub = _linked(session, "preferences", link)
     except BadToken as e:
-        return bad_link(e)
-    with web.sessions() as session:
-        sub = find_subscriber(session, sid)
-    if sub is None:
-        return bad_link(BadToken("invalid preferences link"))
+        return bad_link(e, PREFS_EXPIRED)
     return _preferences_form(web, token, sub)
 
 
@@ -221,9 +331,10 @@ def preferences_save(
     csrf_token: Annotated[str, Form()] = "",
 ) -> HTMLResponse:
     try:
-        sid = web.signer.verify("preferences", token)["subscriber_id"]
+        link = web.signer.verify("preferences", token, max_age=_prefs_max_age(web))
     except BadToken as e:
-        return bad_link(e)
+        return bad_link(e, PREFS_EXPIRED)
+    sid = link["subscriber_id"]
     status, error = 200, None
     prefs: Preferences | None = None
     try:
@@ -235,10 +346,11 @@ def preferences_save(
     except forms.FormError as e:
         status, error = 400, f"{e}. Nothing was saved."
     with web.sessions.begin() as session:
+        try:
+            sub = _linked(session, "preferences", link)
+        except BadToken as e:
+            return bad_link(e)
         if prefs is None:  # nothing written: the form shows the stored values again
-            sub = find_subscriber(session, sid)
-            if sub is None:
-                return bad_link(BadToken("invalid preferences link"))
             return _preferences_form(web, token, sub, status, error=error)
         try:
             sub = update_preferences(session, sid, prefs)

@@ -1,13 +1,16 @@
-"""CSRF tokens, the same-origin check and the in-memory rate limiter of the web pages."""
+"""CSRF tokens, the same-origin check, the client address behind trusted proxies and the in-memory rate
+limiter of the web pages."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable, Sequence
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from urllib.parse import urlsplit
 
-from itsdangerous import BadData, URLSafeTimedSerializer
+from digest.signing import BadToken, TokenSigner
 
 CSRF_MAX_AGE = 2 * 3600  # seconds a rendered form stays valid
 
@@ -17,24 +20,29 @@ class CsrfError(ValueError):
 
 
 class Csrf:
-    """Signed, time-limited CSRF tokens (itsdangerous, purpose ``csrf``), bound to one form
-    (``subscribe``, ``preferences``) and, for preferences, to the subscriber id. Stateless: no cookie
-    and no session are needed, and a token for one form or subscriber is useless for another."""
+    """Signed, time-limited CSRF tokens (``digest.signing.TokenSigner``, purpose ``csrf``: a key of its
+    own), bound to one form (``subscribe``, ``preferences``, ``confirm``, ``feedback``) and, but for the
+    sign-up form, to the subscriber id. Stateless: no cookie and no session are needed, and a token for
+    one form or subscriber is useless for another."""
 
     def __init__(self, secret: str, max_age: int = CSRF_MAX_AGE) -> None:
-        self._serializer = URLSafeTimedSerializer(secret, salt="papers-digest-csrf")
+        self._signer = TokenSigner(secret, frozenset({"csrf"}))
         self.max_age = max_age
 
     def token(self, form: str, subscriber_id: int | None = None) -> str:
-        return self._serializer.dumps({"f": form, "s": subscriber_id}, salt="csrf")
+        return self._signer.sign("csrf", _fields(form, subscriber_id))
 
     def check(self, token: str, form: str, subscriber_id: int | None = None) -> None:
         try:
-            data = self._serializer.loads(token or "", salt="csrf", max_age=self.max_age)
-        except BadData as e:
+            _, fields = self._signer.unsign("csrf", token or "", self.max_age)
+        except BadToken as e:
             raise CsrfError("invalid or expired form token") from e
-        if not isinstance(data, dict) or data.get("f") != form or data.get("s") != subscriber_id:
+        if fields != _fields(form, subscriber_id):
             raise CsrfError("form token for another form")
+
+
+def _fields(form: str, subscriber_id: int | None) -> list[str]:
+    return [form, "" if subscriber_id is None else str(int(subscriber_id))]
 
 
 def origin_of(url: str) -> str:
@@ -53,6 +61,41 @@ def check_same_origin(public_url: str, origin: str | None, referer: str | None) 
     if referer:
         if origin_of(referer) != expected:
             raise CsrfError("form posted from another site")
+
+
+Network = IPv4Network | IPv6Network
+
+
+def trusted_networks(values: Iterable[str]) -> tuple[Network, ...]:
+    """``DIGEST_WEB_TRUSTED_PROXIES`` as networks (a bare address is a network of one)."""
+    return tuple(ip_network(v, strict=False) for v in values)
+
+
+def _trusted(address: str, trusted: Sequence[Network]) -> bool:
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in trusted)
+
+
+def client_key(peer: str | None, forwarded_for: str | None, trusted: Sequence[Network]) -> str:
+    """The client address a request counts against: the TCP peer, unless the peer is a trusted proxy;
+    then the right-most X-Forwarded-For hop that is not a trusted proxy (what the nearest proxy saw;
+    anything left of it is whatever the client wrote). An unreadable hop means the peer itself."""
+    if peer is None:
+        return "unknown"
+    if not _trusted(peer, trusted):
+        return peer
+    hops = [h.strip() for h in (forwarded_for or "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        try:
+            ip_address(hop)
+        except ValueError:
+            return peer
+        if not _trusted(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
 
 
 class RateLimiter:

@@ -4,13 +4,13 @@ limiter, the store's sessions, and the sending of confirmation mails through the
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
 from digest.signing import LinkSigner
-from digest.web.security import Csrf, RateLimiter
+from digest.web.security import Csrf, Network, RateLimiter, trusted_networks
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +22,10 @@ class WebState:
     csrf: Csrf
     limiter: RateLimiter
     sessions: sessionmaker[Session]
+    trusted_proxies: tuple[Network, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.trusted_proxies = trusted_networks(self.settings.web_trusted_proxies)
 
     def send_confirmations(self, ids: list[int] | None = None) -> None:
         """Send the confirmation mails that are due (only ``ids`` when given) without waiting for
