@@ -14,7 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, Self
 
-from digest.mail.errors import PermanentSendError, classify
+from digest.mail.errors import PermanentSendError, Refusal, classify
 from digest.mail.message import OutgoingMail
 
 if TYPE_CHECKING:
@@ -196,7 +196,7 @@ class FileTransport(_Closing):
 
     def send(self, mail: OutgoingMail) -> None:
         if not mail.message_id:
-            raise PermanentSendError(None, "message has no Message-ID")
+            raise PermanentSendError(None, "message has no Message-ID", refusal=Refusal.message)
         try:
             target = self.path_for(mail.message_id)
             data = mail.data
