@@ -95,6 +95,9 @@ class SmtpTransport(_Closing):
 
     def send(self, mail: OutgoingMail) -> None:
         sender, rcpts, data = mail.sender, list(mail.recipients), mail.data
+        if not (sender.isascii() and all(r.isascii() for r in rcpts)):  # before any command: the connection stays
+            raise PermanentSendError(None, f"{', '.join(rcpts)}: a non-ASCII address needs SMTPUTF8, which this "
+                                     "sender does not use", refusal=Refusal.address)
         reused = self._conn is not None
         try:
             self._transaction(sender, rcpts, data)
