@@ -287,17 +287,25 @@ class _Sent:
         self.items: list[tuple[str, int, str]] = []  # token, delivery id, Message-ID
         self.started = 0.0
 
-    def add(self, claimed: Claimed, mid: str) -> None:
+    def add(self, claimed: Claimed, mid: str, *, last_of_batch: bool = False) -> None:
+        """Hold an accepted message; record the group when it is full or old enough, except after the
+        batch's last message: the next claim records it in its own commit, right after."""
         if not self.items:
             self.started = time.monotonic()
         self.items.append((claimed.token, claimed.delivery_id, mid))
         s = self.run.settings
+        if last_of_batch:
+            return
         if len(self.items) >= s.send_mark_every or time.monotonic() - self.started >= s.send_mark_seconds:
             self.flush()
 
-    def flush(self) -> None:
+    def flush(self, session: Session | None = None) -> None:
+        """Record the group, in ``session``'s transaction when given (saving a commit), else in its own."""
         if not self.items:
             return
+        if session is None:
+            with self.run.sessions.begin() as s:
+                return self.flush(s)
         by_token: dict[str, dict[int, str]] = {}
         for token, delivery_id, mid in self.items:
             by_token.setdefault(token, {})[delivery_id] = mid
@@ -306,12 +314,11 @@ class _Sent:
         for token, sent in by_token.items():
             run.leases.settle(token, len(sent))
         marked = 0
-        with run.sessions.begin() as s:
-            for token, sent in by_token.items():
-                done = len(outbox.mark_sent(s, token, sent))
-                marked += done
-                if done < len(sent):
-                    run.leases.lose(token)
+        for token, sent in by_token.items():
+            done = len(outbox.mark_sent(session, token, sent))
+            marked += done
+            if done < len(sent):
+                run.leases.lose(token)
         total = sum(len(v) for v in by_token.values())
         with run.lock:
             run.report.sent += marked
@@ -455,7 +462,7 @@ class _Run:
         else:  # the message's or an unsendable address's: fails alone; an address never stops the run
             self._fail(c, str(e), counts=e.refusal is not Refusal.address)
 
-    def _send_one(self, transport: Transport, c: Claimed, mail: OutgoingMail, sent: _Sent) -> None:
+    def _send_one(self, transport: Transport, c: Claimed, mail: OutgoingMail, sent: _Sent, last: bool) -> None:
         self.first_try.setdefault(c.delivery_id, time.monotonic())
         try:
             transport.send(mail)
@@ -467,13 +474,14 @@ class _Run:
         except PermanentSendError as e:
             self._refused(c, e)
         else:
-            sent.add(c, mail.message_id)
+            sent.add(c, mail.message_id, last_of_batch=last)
             self._write_bounces(self._accepted())
 
     # -- a worker: one connection --
 
-    def _claim(self) -> outbox.Batch:
-        with self.sessions.begin() as s:
+    def _claim(self, sent: _Sent) -> outbox.Batch:
+        with self.sessions.begin() as s:  # the group waiting to be recorded goes in the same commit
+            sent.flush(s)
             batch = outbox.claim_batch(s, self.day, self.settings.send_batch_size, self.kind, self.ids,
                                        self.excluded)
         if batch.skipped:
@@ -502,7 +510,7 @@ class _Run:
             if isinstance(mail, Exception):
                 self._fail(c, f"render: {type(mail).__name__}: {mail}", counts=True)
                 continue
-            self._send_one(transport, c, mail, sent)
+            self._send_one(transport, c, mail, sent, last=i == len(batch) - 1)
 
     def _wait(self) -> bool:
         """Nothing is due now: wait for the next retry (False when there is none, or not before the deadline)."""
@@ -542,7 +550,7 @@ class _Run:
         with self.transport_factory() as transport:
             try:
                 while not self.abort.is_set():
-                    batch = self._claim()
+                    batch = self._claim(sent)
                     if batch:
                         self._send_batch(transport, batch, sent)
                         continue

@@ -114,7 +114,10 @@ def _body(content: str) -> bytes:
     base64 (binascii) is several times cheaper than quoted-printable and safe for any line length
     (inlined HTML has long lines)."""
     data = content.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
-    return base64.encodebytes(data).replace(b"\n", b"\r\n")
+    encoded = base64.b64encode(data)  # one C call; then cut into lines (encodebytes loops in Python)
+    if not encoded:
+        return b""
+    return b"\r\n".join([encoded[i:i + 76] for i in range(0, len(encoded), 76)]) + b"\r\n"
 
 
 def wire_address(address: str) -> str:
