@@ -30,7 +30,7 @@ from typing import Any
 import css_inline
 from jinja2 import Environment, FileSystemLoader
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -54,6 +54,7 @@ from digest.store.tables import DeliveryRow  # noqa: E402
 DAY = date(2025, 6, 5)
 LISTING = ROOT / "tests" / "fixtures" / "hf" / "api_daily_papers_2025-06-05.collector.json"
 PAPERS_PER_MAIL = 10
+SYNCHRONOUS: str | None = None  # --synchronous
 
 
 # Profile entries summed into the shares printed with --profile: (file suffix, function name).
@@ -99,6 +100,9 @@ def product(template_db: Path, tmp: Path, port: int, connections: int, run: int,
     shutil.copyfile(template_db, db)
     s = settings_for(db, port, connections)
     engine = pipeline.open_store(s, migrate=False)
+    if SYNCHRONOUS:
+        event.listen(engine, "connect", lambda conn, _: conn.execute(f"PRAGMA synchronous={SYNCHRONOUS}"))
+        engine.dispose()
     t0 = time.perf_counter()
     if profile is not None:
         profile.enable()
@@ -160,7 +164,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--connections", type=int, default=1, help="DIGEST_SMTP_CONNECTIONS of the product run")
     ap.add_argument("--profile", action="store_true", help="also profile one product run (cProfile, top 25)")
+    ap.add_argument("--synchronous", choices=["FULL", "NORMAL"], default=None,
+                    help="SQLite PRAGMA synchronous for the product run (default: the store's, FULL in WAL)")
     args = ap.parse_args()
+    global SYNCHRONOUS
+    SYNCHRONOUS = args.synchronous
     n = args.n
     with tempfile.TemporaryDirectory() as d, running_sink() as (port, _sink):
         tmp = Path(d)
@@ -168,7 +176,8 @@ def main() -> None:
         prepare(template_db, n)
         all_vars, rcpts, raw = baseline_inputs(template_db, n)
         print(f"send {n} digests ({PAPERS_PER_MAIL} papers, {len(raw) / 1024:.1f} KiB each) to a fast sink in its own "
-              f"process; product with {args.connections} connection(s), {args.repeats} alternating repeats")
+              f"process; product with {args.connections} connection(s), {args.repeats} alternating repeats"
+              + (f", SQLite synchronous={SYNCHRONOUS}" if SYNCHRONOUS else ""))
         prod_ms: list[float] = []
         base_ms: list[float] = []
         for r in range(args.repeats):

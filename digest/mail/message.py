@@ -114,7 +114,7 @@ def _body(content: str) -> bytes:
     base64 (binascii) is several times cheaper than quoted-printable and safe for any line length
     (inlined HTML has long lines)."""
     data = content.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
-    encoded = base64.b64encode(data)  # one C call; then cut into lines (encodebytes loops in Python)
+    encoded = memoryview(base64.b64encode(data))  # one C call, cut into lines without copies
     if not encoded:
         return b""
     return b"\r\n".join([encoded[i:i + 76] for i in range(0, len(encoded), 76)]) + b"\r\n"
