@@ -345,8 +345,10 @@ class _Run:
         self.deadline = time.monotonic() + settings.send_deadline_seconds
         self.first_try: dict[int, float] = {}  # delivery id -> when this run first tried it
         self.excluded: set[int] = set()  # past their per-recipient deadline: left for the next run
-        self.consecutive = 0  # errors in a row that count toward the brake
-        self.server_refusal: tuple[Refusal, int] | None = None  # kind of the last server refusals, how many
+        # The brakes count distinct rows since the last accepted message: one recipient retried again and
+        # again (greylisting at the end of the list) is not "errors in a row".
+        self.erring: set[int] = set()  # rows whose errors count toward send_max_consecutive_errors
+        self.server_refusal: tuple[Refusal, set[int]] | None = None  # kind of the last server refusals, rows
         self.bounces: list[tuple[Claimed, PermanentSendError]] = []  # recipient refusals not yet written
         self.announced: tuple[datetime | None, float] = (None, 0.0)
 
@@ -362,14 +364,14 @@ class _Run:
                 self.stop_reason = (kind, headline)
         self.abort.set()
 
-    def _error(self, counts: bool, text: str) -> None:
+    def _error(self, c: Claimed, counts: bool, text: str) -> None:
         with self.lock:
             self.report.errors.append(text)
             del self.report.errors[:-MAX_ERRORS_KEPT]
             if not counts:
                 return
-            self.consecutive += 1
-            tripped = self.consecutive >= self.settings.send_max_consecutive_errors
+            self.erring.add(c.delivery_id)
+            tripped = len(self.erring) >= self.settings.send_max_consecutive_errors
         if tripped:
             self._stop(TooManySendErrors, f"stopped after {self.settings.send_max_consecutive_errors} send errors "
                                           f"in a row (last: {text})")
@@ -377,7 +379,7 @@ class _Run:
     def _accepted(self) -> list[tuple[Claimed, PermanentSendError]]:
         """A message went through: the error streaks end, and the held recipient refusals are real."""
         with self.lock:
-            self.consecutive = 0
+            self.erring = set()
             self.server_refusal = None
             bounces, self.bounces = self.bounces, []
         return bounces
@@ -422,19 +424,19 @@ class _Run:
         with self.lock:
             self.report.failed += int(held)
             self.report.lost += int(not held)
-        self._error(counts, f"{c.email}: {error}")
+        self._error(c, counts, f"{c.email}: {error}")
 
     def _refused_by_server(self, c: Claimed, e: PermanentSendError) -> None:
         self._put_back(c, str(e))
         with self.lock:
             self.report.refused += 1
-            kind, n = self.server_refusal or (e.refusal, 0)
-            n = n + 1 if kind is e.refusal else 1
-            self.server_refusal = (e.refusal, n)
-        if n >= 2:
+            kind, rows = self.server_refusal or (e.refusal, set())
+            rows = rows | {c.delivery_id} if kind is e.refusal else {c.delivery_id}
+            self.server_refusal = (e.refusal, rows)
+        if len(rows) >= 2:  # two recipients in a row: a server that refuses whoever the recipient is
             self._stop(ServerRefused, f"the SMTP server refuses mail for any recipient ({e.refusal.value}: {e}; "
-                                      f"{n} refusals in a row); nobody was marked failed or suppressed")
-        self._error(True, f"{c.email}: {e}")
+                                      f"{len(rows)} recipients in a row); nobody was marked failed or suppressed")
+        self._error(c, True, f"{c.email}: {e}")
 
     def _bounced(self, c: Claimed, e: PermanentSendError) -> None:
         """The recipient's refusal, held until a message goes through: the same refusal for
@@ -470,7 +472,7 @@ class _Run:
             with self.lock:
                 self.report.retried += 1
             self._put_back(c, str(e))
-            self._error(True, f"{c.email}: {e}")
+            self._error(c, True, f"{c.email}: {e}")
         except PermanentSendError as e:
             self._refused(c, e)
         else:

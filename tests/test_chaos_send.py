@@ -246,6 +246,21 @@ def test_a_greylisted_recipient_is_left_for_the_next_run(settings: Settings, smt
     assert send_day(pipeline.open_store(s), s, DAY).sent == 1
 
 
+@pytest.mark.parametrize("reply", ["451 4.7.1 Greylisted, please try again later",
+                                   "550 5.7.1 <reader2@example.org>: Recipient address rejected: Access denied"])
+def test_one_recipient_refused_again_and_again_is_not_errors_in_a_row(settings: Settings, smtp: SmtpTestServer,
+                                                                      reply: str) -> None:
+    s = send_settings(settings, smtp, send_retry_initial=0.2, send_retry_max=0.2,
+                      send_recipient_deadline_seconds=1.2, send_max_consecutive_errors=3)
+    emails = plan(s, 6)
+    smtp.rcpt.always[emails[2]] = reply
+    report = send_day(pipeline.open_store(s), s, DAY)  # neither TooManySendErrors nor ServerRefused
+    assert (report.sent, report.deferred, report.pending, report.failed) == (5, 1, 1, 0)
+    assert smtp.tries.count("digest@localhost") >= 5 + 4, "the one recipient was tried again and again"
+    assert rows(s)[emails[2]] == ("planned", "active")
+    tally(f"one recipient refused again and again ({reply[:3]})", smtp, s, emails)
+
+
 def test_digest_send_says_what_it_waits_for(settings: Settings, smtp: SmtpTestServer) -> None:
     s = send_settings(settings, smtp)
     emails = plan(s, 3)
