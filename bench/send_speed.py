@@ -146,7 +146,7 @@ def baseline(port: int, all_vars: list[dict[str, Any]], rcpts: list[str], raw: b
     env = Environment(loader=FileSystemLoader(str(ROOT / "templates" / "email")),
                       autoescape=lambda name: bool(name) and name.endswith(".html.j2"),
                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, auto_reload=False)
-    env.filters["wrap"] = _wrap.__wrapped__  # the plain filter: the product's cache is the product's
+    env.filters["wrap"] = getattr(_wrap, "__wrapped__", _wrap)  # the plain filter: a cache is the product's
     html_t, text_t = env.get_template("digest.html.j2"), env.get_template("digest.txt.j2")
     inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
     t0 = time.perf_counter()
