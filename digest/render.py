@@ -212,6 +212,7 @@ def authors_line(authors: Sequence[str]) -> str:
     return ", ".join(names)
 
 
+@lru_cache(maxsize=4096)
 def reason_text(reason: str) -> str:
     """``Pick.reason`` ("interest: x", "seed paper: id", "liked: id", "trending") for a human."""
     kind, _, value = one_line(reason).partition(":")
