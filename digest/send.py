@@ -18,8 +18,10 @@ Guarantees (DESIGN.md, "Delivery guarantees"):
 - A refusal only the recipient can cause (a mailbox code, ``digest.mail.errors``) fails the row and
   suppresses the address, unless the same happens to ``send_max_consecutive_errors`` recipients in a row:
   then it is the server's. A refusal that is the server's (relay, auth, policy, no enhanced code) leaves
-  the row planned, and the second one of the same kind in a row stops the run (``ServerRefused``).
-  Too many errors in a row stop the run too (``TooManySendErrors``).
+  the row planned, and a second recipient refused the same way in a row stops the run
+  (``ServerRefused``). Errors for ``send_max_consecutive_errors`` recipients in a row stop it too
+  (``TooManySendErrors``). The streaks count recipients, not the retries of one, and end with the next
+  accepted message. An address that cannot travel (non-ASCII) fails alone and never counts.
 - A planned digest whose subscriber is no longer active when it is claimed is skipped, not sent.
 """
 
