@@ -188,11 +188,19 @@ def send(
     day: Annotated[str, typer.Option("--date", "-d", help="Digest date, YYYY-MM-DD.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Send the planned digests of a date (safe to re-run: nothing is mailed twice)."""
+    """Send the planned digests of a date (safe to re-run: nothing is mailed twice). Exit 3 when the
+    server refuses too much (rows stay planned); long waits are told on stderr."""
     import json
+    import sys
 
     from digest.send import TooManySendErrors, send_day
 
+    waits = logging.getLogger("digest.send")  # the sender logs what it waits for at INFO: show it
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    waits.addHandler(handler)
+    waits.setLevel(logging.INFO)
+    waits.propagate = False
     s = settings()
     engine = pipeline.open_store(s)
     try:
@@ -202,13 +210,19 @@ def send(
         if as_json:
             out.print_json(json.dumps(e.report.as_dict()))
         raise typer.Exit(3) from None
+    finally:
+        waits.removeHandler(handler)
+    if leased := report.leased_line():
+        err.print(f"{leased}: run `digest send --date {report.digest_date}` again after that",
+                  highlight=False, soft_wrap=True)
     if as_json:
         out.print_json(json.dumps(report.as_dict()))
         return
     out.print(
         f"{report.digest_date}: sent {report.sent}, failed {report.failed}, suppressed {report.suppressed}, "
-        f"retried {report.retried}, re-sent {report.resent}, still planned {report.pending}",
-        highlight=False,
+        f"retried {report.retried}, refused by the server {report.refused}, re-sent {report.resent}, "
+        f"skipped {report.skipped}, still planned {report.pending}",
+        highlight=False, soft_wrap=True,
     )
 
 

@@ -99,6 +99,21 @@ class Settings(BaseSettings):
     send_retry_max: float = 300.0
     send_deadline_seconds: float = Field(1800, description="How long one run keeps retrying 4xx replies.")
     send_max_consecutive_errors: int = Field(10, ge=1)
+    send_recipient_deadline_seconds: float = Field(
+        600, gt=0, description="How long one run keeps retrying one recipient (greylisting, 4xx, a refusal by "
+        "the server); after that the row stays planned for the next run and the others go on.",
+    )
+    send_lease_wait_seconds: float = Field(
+        360, ge=0, description="How long the daily flow's send step waits for deliveries another sender "
+        "still holds (a crashed run's lease) before it fails instead of completing.",
+    )
+    send_mark_every: int = Field(
+        10, ge=1, description="Accepted messages recorded as sent in one statement: a crash re-sends at "
+        "most this many (with the same Message-ID).",
+    )
+    send_mark_seconds: float = Field(
+        0.2, gt=0, description="...or fewer, once the oldest accepted message has waited this long.",
+    )
 
     # Web (issue: web pages)
     public_url: str = "http://127.0.0.1:8000"

@@ -9,7 +9,8 @@ lowest-ranked papers are replaced by an "N more papers" line.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import secrets
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -80,19 +81,84 @@ def _wrap_pattern(width: int) -> re.Pattern[str]:
     return re.compile(rf"(\S.{{0,{max(width - 1, 0)}}})(?: |$)|(\S+)(?: |$)")
 
 
+@lru_cache(maxsize=8192)
 def _wrap(text: str, width: int = TEXT_WIDTH, indent: str = "") -> str:
     """Word wrap like ``textwrap.fill(break_long_words=False, break_on_hyphens=False)`` for one
-    paragraph, done by one compiled regex (~10x cheaper than textwrap)."""
+    paragraph, done by one compiled regex (~10x cheaper than textwrap). Cached: a day's summaries and
+    titles come back in mail after mail."""
     text = " ".join(text.split())
     pattern = _wrap_pattern(width - len(indent))
     return "\n".join(indent + (m.group(1) or m.group(2)) for m in pattern.finditer(text))
 
 
+# -- the stylesheet, inlined once per template --------------------------------------------------------
+
+_JINJA_TAG = re.compile(r"\{%.*?%\}|\{\{.*?\}\}|\{#.*?#\}", re.S)
+_INCLUDE = re.compile(r"""\{%\s*include\s+["']([\w./-]+)["']\s*%\}\n?""")
+_STYLE = re.compile(r"<style\b", re.I)
+_preinlined: set[str] = set()  # HTML templates served with their stylesheet already inlined
+
+
+def preinline(source: str, include: Callable[[str], str]) -> str | None:
+    """The template ``source`` with its static ``{% include "x" %}`` expanded (``include(name)`` gives a
+    template's source) and its ``<style>`` inlined into ``style`` attributes, as css-inline would do on
+    each rendered mail, done once. Jinja tags are hidden behind placeholders (comments for statements,
+    words for expressions) during the round trip; ``None`` when they do not all come back, once each and
+    in order (the caller then inlines every rendered mail instead).
+
+    Valid for stylesheets whose selectors do not depend on what loops and conditions render (class,
+    type and descendant selectors, as in templates/email); tests/test_render_speed.py checks the result
+    against inlining each rendered mail."""
+    for _ in range(8):  # nested includes; the newline after the tag is what trim_blocks would remove
+        expanded = _INCLUDE.sub(lambda m: include(m.group(1)), source)
+        if expanded == source:
+            break
+        source = expanded
+    else:
+        return None
+    nonce = secrets.token_hex(4)
+    tags: list[str] = []
+
+    def hide(m: re.Match[str]) -> str:
+        tags.append(m.group(0))
+        i = len(tags) - 1
+        return f"<!--j{nonce}s{i}x-->" if m.group(0).startswith(("{%", "{#")) else f"j{nonce}e{i}x"
+
+    inlined = _inliner().inline(_JINJA_TAG.sub(hide, source))
+    back = re.compile(rf"<!--j{nonce}s(\d+)x-->|j{nonce}e(\d+)x")
+    order = [int(m.group(1) or m.group(2)) for m in back.finditer(inlined)]
+    if order != list(range(len(tags))):
+        return None
+    return back.sub(lambda m: tags[int(m.group(1) or m.group(2))], inlined)
+
+
+class _InlinedCss(BaseLoader):
+    """Serves the HTML email templates with their stylesheet already inlined (``preinline``); any other
+    template, or one whose round trip fails, as it is."""
+
+    def __init__(self, base: BaseLoader) -> None:
+        self.base = base
+
+    def get_source(self, environment: Environment, template: str) -> tuple[str, str | None, Callable[[], bool] | None]:
+        source, filename, uptodate = self.base.get_source(environment, template)
+        if template.endswith(".html.j2") and _STYLE.search(source):
+            inlined = preinline(source, lambda name: self.base.get_source(environment, name)[0])
+            if inlined is not None:
+                _preinlined.add(template)
+                return inlined, filename, uptodate
+            _preinlined.discard(template)
+        return source, filename, uptodate
+
+    def list_templates(self) -> list[str]:
+        return self.base.list_templates()
+
+
 @lru_cache(maxsize=1)
 def environment() -> Environment:
-    """The Jinja environment of the email templates (``templates/email``)."""
+    """The Jinja environment of the email templates (``templates/email``); the HTML ones come with their
+    CSS already inlined."""
     env = Environment(
-        loader=template_loader("email"),
+        loader=_InlinedCss(template_loader("email")),
         autoescape=lambda name: bool(name) and name.endswith(".html.j2"),
         undefined=StrictUndefined,
         trim_blocks=True,
@@ -145,6 +211,7 @@ def authors_line(authors: Sequence[str]) -> str:
     return ", ".join(names)
 
 
+@lru_cache(maxsize=4096)
 def reason_text(reason: str) -> str:
     """``Pick.reason`` ("interest: x", "seed paper: id", "liked: id", "trending") for a human."""
     kind, _, value = one_line(reason).partition(":")
@@ -188,26 +255,40 @@ class _Card:
     less_url: str
 
 
-def _card(n: int, item: DigestItem, hf_base_url: str, summary_chars: int) -> _Card:
-    p = item.paper
+@lru_cache(maxsize=2048)
+def _paper_view(p: Paper, hf_base_url: str, summary_chars: int) -> tuple[str, str, str, int, str, bool, list[tuple[str, str]]]:
+    """What a card shows of a paper whoever gets it: title, URL, authors, upvotes, summary, whether
+    the summary is the AI one, links. Cached: a day's papers come back in mail after mail."""
     aid = quote(one_line(p.arxiv_id), safe="./")
-    base = hf_base_url.rstrip("/")
     links = [("arXiv", f"https://arxiv.org/abs/{aid}"), ("PDF", f"https://arxiv.org/pdf/{aid}")]
     if code := safe_url(p.github_url):
         links.append(("Code", code))
     if project := safe_url(p.project_url):
         links.append(("Project page", project))
     summary = one_line(p.ai_summary) or one_line(p.abstract)
+    return (
+        one_line(p.title) or one_line(p.arxiv_id),
+        f"{hf_base_url.rstrip('/')}/papers/{aid}",
+        authors_line(p.authors),
+        max(int(p.upvotes), 0),
+        trim(summary, summary_chars) if summary_chars > 0 else "",
+        bool(one_line(p.ai_summary)),
+        links,
+    )
+
+
+def _card(n: int, item: DigestItem, hf_base_url: str, summary_chars: int) -> _Card:
+    title, url, authors, upvotes, summary, summary_is_ai, links = _paper_view(item.paper, hf_base_url, summary_chars)
     return _Card(
         n=n,
         rank=item.pick.rank,
-        title=one_line(p.title) or one_line(p.arxiv_id),
-        url=f"{base}/papers/{aid}",
-        authors=authors_line(p.authors),
+        title=title,
+        url=url,
+        authors=authors,
         reason=reason_text(item.pick.reason),
-        upvotes=max(int(p.upvotes), 0),
-        summary=trim(summary, summary_chars) if summary_chars > 0 else "",
-        summary_is_ai=bool(one_line(p.ai_summary)),
+        upvotes=upvotes,
+        summary=summary,
+        summary_is_ai=summary_is_ai,
         links=links,
         more_url=item.feedback_up_url,
         less_url=item.feedback_down_url,
@@ -235,7 +316,10 @@ def _vars(ctx: DigestContext, items: Sequence[DigestItem], summary_chars: int) -
 def _render(ctx: DigestContext, items: Sequence[DigestItem], summary_chars: int) -> tuple[str, str]:
     env = environment()
     vars_ = _vars(ctx, items, summary_chars)
-    html = _inliner().inline(env.get_template("digest.html.j2").render(vars_))
+    html_template = env.get_template("digest.html.j2")
+    html = html_template.render(vars_)
+    if "digest.html.j2" not in _preinlined:
+        html = _inliner().inline(html)
     text = env.get_template("digest.txt.j2").render(vars_)
     return html, text
 

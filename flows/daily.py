@@ -14,7 +14,7 @@ from prefect.tasks import exponential_backoff
 
 from digest import pipeline
 from digest.models import Listing
-from digest.send import SendReport, send_day
+from digest.send import SendReport, send_day, settle_leases
 from digest.sources import FetchError
 from digest.config import Settings, get_settings
 from flows.common import engine_for
@@ -58,10 +58,24 @@ def plan_deliveries(s: Settings, day: date) -> pipeline.PlanResult:
 
 
 @task(cache_policy=NO_CACHE)
-def send_batch(s: Settings, day: date) -> SendReport:
-    """One sender: claims batches of the day's planned rows until none are left. Several run at once
-    safely (compare-and-set claims)."""
-    return send_day(engine_for(s), s, day)
+def send_batch(s: Settings, day: date, connections: int) -> SendReport:
+    """One sender with ``connections`` SMTP connections: claims batches of the day's planned rows until
+    none are left. Several run at once safely (compare-and-set claims)."""
+    return send_day(engine_for(s), s, day, connections=connections)
+
+
+@task(cache_policy=NO_CACHE)
+def send_leased(s: Settings, day: date) -> SendReport:
+    """Rows another sender still holds (a crashed run's lease): waited for, bounded by
+    ``send_lease_wait_seconds``, and sent; raises ``StillLeased`` (the run fails) if they outlast it."""
+    return settle_leases(engine_for(s), s, day)
+
+
+def connection_shares(connections: int, planned: int, per_task: int) -> list[int]:
+    """``connections`` split over the send tasks (one per ``per_task`` planned rows, at most one per
+    connection): the tasks together open ``connections`` connections, never more."""
+    tasks = max(1, min(connections, math.ceil(max(planned, 1) / per_task)))
+    return [connections // tasks + (1 if i < connections % tasks else 0) for i in range(tasks)]
 
 
 def _publish(summary: pipeline.DaySummary) -> None:
@@ -92,14 +106,17 @@ def daily_digest(day: date | None = None, listing_file: str | None = None, send:
     summary.papers_embedded += planned.embedded
     summary.deliveries_planned, summary.deliveries_skipped = planned.planned, planned.skipped
     if send:
-        senders = max(1, min(s.smtp_connections, math.ceil(max(planned.planned, 1) / s.flow_send_batch)))
-        futures = [send_batch.submit(s, day) for _ in range(senders)]
-        for report in (f.result() for f in futures):
+        connections = s.smtp_connections if s.smtp_host else 1
+        shares = connection_shares(connections, planned.planned, s.flow_send_batch)
+        futures = [send_batch.submit(s, day, n) for n in shares]
+        reports = [f.result() for f in futures]
+        reports.append(send_leased(s, day))  # after every sender of this run: what is left is another's
+        for report in reports:
             summary.sent += report.sent
             summary.failed += report.failed
             summary.resent += report.resent
             summary.suppressed += report.suppressed
             summary.retried += report.retried
-            summary.pending = report.pending
+        summary.pending = reports[-1].pending
     _publish(summary)
     return summary

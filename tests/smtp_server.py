@@ -10,7 +10,8 @@ DATA: the first recipient)::
     server.mail.drop_next = 1  # close the next connection at MAIL, whoever sends
     server.data_delay = 0.05  # a slow server: sleep before accepting each message
 
-``connections`` counts the SMTP sessions served; ``messages`` holds one :class:`Received` per accepted
+``connections`` counts the SMTP sessions served; ``tries`` lists the address of every MAIL command (each
+delivery attempt starts with one), accepted or not; ``messages`` holds one :class:`Received` per accepted
 recipient."""
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class SmtpTestServer:
     data: Script = field(default_factory=Script)
     data_delay: float = 0.0
     messages: list[Received] = field(default_factory=list)
+    tries: list[str] = field(default_factory=list)
     connections: int = 0
     port: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -127,6 +129,8 @@ class SmtpTestServer:
             envelope.mail_from = address
             envelope.mail_options.extend(mail_options)
 
+        with self.lock:
+            self.tries.append(address.lower())
         return self._answer(self.mail, server, address, accept)
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,  # noqa: N802

@@ -75,8 +75,8 @@ def test_sent_papers_and_last_digest_dates(settings: Settings) -> None:
     engine, subs, picks = readers.engine, readers.ids, readers.picks
     with session_factory(engine).begin() as s:
         outbox.plan_deliveries(s, DAY, picks)
-        for c in outbox.claim_batch(s, DAY, 10):
-            outbox.mark_sent(s, c.delivery_id, f"<m{c.delivery_id}@x>")
+        batch = outbox.claim_batch(s, DAY, 10)
+        outbox.mark_sent(s, batch.token, {c.delivery_id: f"<m{c.delivery_id}@x>" for c in batch})
     with session_factory(engine)() as s:
         sent = outbox.sent_paper_ids(s, subs, before=DAY + timedelta(days=1))
         assert sent == {sid: {p.arxiv_id for p in picks[sid]} for sid in subs}

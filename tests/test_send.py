@@ -157,7 +157,8 @@ def test_kill_9_mid_batch_then_rerun(settings: Settings, smtp: SmtpTestServer, k
     proc.wait()
     before = statuses(s)
     in_flight = sum(1 for v in before.values() if v == "sending")
-    assert sum(1 for v in before.values() if v == "sent") >= kill_after - 1
+    # sent is recorded in groups: at most send_mark_every accepted messages are not yet recorded
+    assert sum(1 for v in before.values() if v == "sent") >= kill_after - s.send_mark_every
     time.sleep(1.1)  # the dead sender's lease runs out
     second = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert second.returncode == 0, second.stderr
@@ -167,6 +168,7 @@ def test_kill_9_mid_batch_then_rerun(settings: Settings, smtp: SmtpTestServer, k
     counts = {e: len(smtp.by_rcpt().get(e, [])) for e in emails}
     assert all(c >= 1 for c in counts.values()), counts
     duplicates = sum(c - 1 for c in counts.values())
-    assert duplicates <= 1, f"at most the one in-flight message is duplicated, got {counts}"
+    # in flight: accepted but not yet recorded (fewer than send_mark_every), and the one being sent
+    assert duplicates <= min(in_flight, s.send_mark_every), f"at most the in-flight messages are duplicated: {counts}"
     ids = {e: {m.message_id for m in smtp.by_rcpt()[e]} for e in emails}
     assert all(len(v) == 1 for v in ids.values()), "a re-sent digest keeps its Message-ID"

@@ -13,7 +13,7 @@ from digest.models import Paper, SubscriberStatus
 from digest.store import create_db_engine, session_factory, upgrade
 from digest.store.db import current_revision
 from digest.store.feedback import record_feedback
-from digest.store.outbox import enqueue_confirmation, mark_failed
+from digest.store.outbox import DeliveryKind, claim_batch, enqueue_confirmation, mark_failed
 from digest.store.papers import upsert_papers
 from digest.store.subscribers import (
     add_subscriber,
@@ -101,8 +101,10 @@ def test_every_status_change_records_when(settings: Settings) -> None:
         assert delivery is not None
     with sessions() as s:
         before = find_subscriber(s, sid)
-    with sessions.begin() as s:
-        mark_failed(s, delivery, "550 5.1.1 no such user", suppress_subscriber=sid)
+    with sessions.begin() as s:  # the sender holds the row, as it does when the server refuses it
+        batch = claim_batch(s, None, 10, DeliveryKind.confirm, ids=[delivery])
+        assert [c.delivery_id for c in batch] == [delivery]
+        assert mark_failed(s, batch.token, delivery, "550 5.1.1 no such user", suppress_subscriber=sid)
     with sessions() as s:
         after = find_subscriber(s, sid)
     assert before and after and after.status == "bounced"

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, Self
 
-from digest.mail.errors import PermanentSendError, classify
+from digest.mail.errors import PermanentSendError, Refusal, classify
 from digest.mail.message import OutgoingMail
 
 if TYPE_CHECKING:
@@ -95,6 +95,9 @@ class SmtpTransport(_Closing):
 
     def send(self, mail: OutgoingMail) -> None:
         sender, rcpts, data = mail.sender, list(mail.recipients), mail.data
+        if not (sender.isascii() and all(r.isascii() for r in rcpts)):  # before any command: the connection stays
+            raise PermanentSendError(None, f"{', '.join(rcpts)}: a non-ASCII address needs SMTPUTF8, which this "
+                                     "sender does not use", refusal=Refusal.address)
         reused = self._conn is not None
         try:
             self._transaction(sender, rcpts, data)
@@ -196,7 +199,7 @@ class FileTransport(_Closing):
 
     def send(self, mail: OutgoingMail) -> None:
         if not mail.message_id:
-            raise PermanentSendError(None, "message has no Message-ID")
+            raise PermanentSendError(None, "message has no Message-ID", refusal=Refusal.message)
         try:
             target = self.path_for(mail.message_id)
             data = mail.data

@@ -2,24 +2,27 @@
 subscriber and date), confirmations are enqueued (at most one per subscriber and day); senders claim rows
 with compare-and-set and record each outcome.
 
-Every state change is its own short transaction, so a crash loses nothing: a row is ``planned`` until a
-sender claims it (``sending``), and ``sent`` is committed right after the SMTP server accepts the message.
-A row left ``sending`` by a dead sender is released after a lease and sent again with the same Message-ID.
+Every state change is a short transaction, so a crash loses nothing: a row is ``planned`` until a sender
+claims it (``sending``, under a claim token), and ``sent`` is committed shortly after the SMTP server
+accepts the message (in small groups). A live sender renews the lease of the rows it holds; a row left
+``sending`` by a dead or stalled sender is released after the lease and sent again with the same
+Message-ID. Every outcome is written with compare-and-set on the claim token, so a sender that lost a
+row to another records nothing for it.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from enum import StrEnum
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from digest.models import Pick
+from digest.models import Pick, SubscriberStatus
 from digest.store.tables import DeliveryItemRow, DeliveryRow, SubscriberRow, utcnow
 
 
@@ -45,12 +48,28 @@ class PlanReport:
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
+    """A row a sender holds: ``token`` is its claim, checked by every write of the outcome."""
+
     delivery_id: int
     subscriber_id: int
     digest_date: date
     attempts: int
     resends: int
     kind: DeliveryKind = DeliveryKind.digest
+    token: str = ""
+    email: str = ""  # the subscriber's address, name and link key when the row was claimed
+    name: str | None = None
+    link_key: str = ""
+
+
+class Batch(list[Claimed]):
+    """The rows one claim took (a list of ``Claimed``), under one ``token``. ``skipped``: planned digests
+    of subscribers no longer active, marked ``skipped`` by this claim instead of being sent."""
+
+    def __init__(self, token: str, rows: Iterable[Claimed] = (), skipped: int = 0) -> None:
+        super().__init__(rows)
+        self.token = token
+        self.skipped = skipped
 
 
 def _scope(kind: DeliveryKind, digest_date: date | None) -> list[ColumnElement[bool]]:
@@ -122,8 +141,9 @@ def enqueue_confirmation(session: Session, subscriber_id: int, day: date, *,
 
 def release_expired(session: Session, digest_date: date | None, lease: timedelta,
                     kind: DeliveryKind = DeliveryKind.digest) -> int:
-    """Rows left ``sending`` longer than ``lease`` (their sender died) go back to ``planned``; returns how
-    many, which is how many messages may be sent a second time."""
+    """Rows left ``sending`` longer than ``lease`` (their sender died or stalled: a live sender renews its
+    lease) go back to ``planned`` without a claim; returns how many, which is how many messages may be
+    sent a second time."""
     cutoff = utcnow() - lease
     result = session.execute(
         update(DeliveryRow)
@@ -139,91 +159,203 @@ def release_expired(session: Session, digest_date: date | None, lease: timedelta
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def claim_batch(session: Session, digest_date: date | None, limit: int,
-                kind: DeliveryKind = DeliveryKind.digest, ids: Sequence[int] | None = None) -> list[Claimed]:
-    """Compare-and-set claim of up to ``limit`` due ``planned`` rows of ``kind`` (and ``digest_date``,
-    and ``ids`` when given). Two senders never claim one row: the UPDATE re-checks the status (and
-    PostgreSQL skips rows another sender has locked)."""
-    now = utcnow()
+def _due(kind: DeliveryKind, digest_date: date | None, ids: Sequence[int] | None,
+         exclude: Collection[int]) -> ColumnElement[bool]:
     due = and_(
         *_scope(kind, digest_date),
         DeliveryRow.status == DeliveryStatus.planned.value,
-        or_(DeliveryRow.next_attempt_at.is_(None), DeliveryRow.next_attempt_at <= now),
+        or_(DeliveryRow.next_attempt_at.is_(None), DeliveryRow.next_attempt_at <= utcnow()),
     )
     if ids is not None:
         due = and_(due, DeliveryRow.id.in_(list(ids)))
-    candidates = select(DeliveryRow.id).where(due).order_by(DeliveryRow.id).limit(limit)
+    if exclude:
+        due = and_(due, DeliveryRow.id.not_in(list(exclude)))
+    return due
+
+
+def claim_batch(session: Session, digest_date: date | None, limit: int,
+                kind: DeliveryKind = DeliveryKind.digest, ids: Sequence[int] | None = None,
+                exclude: Collection[int] = ()) -> Batch:
+    """Compare-and-set claim of up to ``limit`` due ``planned`` rows of ``kind`` (and ``digest_date``, and
+    ``ids`` when given, never ``exclude``) under a new token. Two senders never claim one row: the UPDATE
+    re-checks the status (and PostgreSQL skips rows another sender has locked). A digest whose subscriber
+    is no longer active (unsubscribed or suppressed after planning) is marked ``skipped``, not claimed."""
+    due = _due(kind, digest_date, ids, exclude)
+    candidates = (
+        select(DeliveryRow.id, SubscriberRow.status, SubscriberRow.email, SubscriberRow.name, SubscriberRow.link_key)
+        .join(SubscriberRow, SubscriberRow.id == DeliveryRow.subscriber_id)
+        .where(due).order_by(DeliveryRow.id).limit(limit)
+    )
     if session.get_bind().dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
+        candidates = candidates.with_for_update(skip_locked=True, of=DeliveryRow)
     token = secrets.token_hex(16)
-    ids = list(session.scalars(candidates))
-    if not ids:
-        return []
-    session.execute(
-        update(DeliveryRow)
-        .where(DeliveryRow.id.in_(ids), due)
-        .values(status=DeliveryStatus.sending.value, claim_token=token, claimed_at=now,
-                attempts=DeliveryRow.attempts + 1, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    rows = session.execute(
-        select(DeliveryRow.id, DeliveryRow.subscriber_id, DeliveryRow.digest_date, DeliveryRow.attempts,
-               DeliveryRow.resends)
-        .where(DeliveryRow.claim_token == token, DeliveryRow.status == DeliveryStatus.sending.value)
-        .order_by(DeliveryRow.id)
-    )
-    return [Claimed(*r, kind=kind) for r in rows]
-
-
-def _set(session: Session, delivery_id: int, **values: object) -> None:
-    session.execute(
-        update(DeliveryRow).where(DeliveryRow.id == delivery_id)
-        .values(updated_at=utcnow(), **values).execution_options(synchronize_session=False)
-    )
-
-
-def mark_sent(session: Session, delivery_id: int, message_id: str) -> None:
-    _set(session, delivery_id, status=DeliveryStatus.sent.value, message_id=message_id, sent_at=utcnow(),
-         claim_token=None, last_error=None)
-
-
-def mark_retry(session: Session, delivery_id: int, error: str, next_attempt_at: datetime) -> None:
-    _set(session, delivery_id, status=DeliveryStatus.planned.value, claim_token=None, last_error=error,
-         next_attempt_at=next_attempt_at)
-
-
-def mark_failed(session: Session, delivery_id: int, error: str, suppress_subscriber: int | None = None) -> None:
-    _set(session, delivery_id, status=DeliveryStatus.failed.value, claim_token=None, last_error=error)
-    if suppress_subscriber is not None:
-        session.execute(
-            update(SubscriberRow).where(SubscriberRow.id == suppress_subscriber, SubscriberRow.status != "bounced")
-            .values(status="bounced", status_changed_at=utcnow())
-        )
-
-
-def release(session: Session, delivery_ids: Iterable[int]) -> None:
-    """Give claimed rows back untouched (a run that stops early)."""
-    ids = list(delivery_ids)
-    if ids:
-        session.execute(
-            update(DeliveryRow)
-            .where(DeliveryRow.id.in_(ids), DeliveryRow.status == DeliveryStatus.sending.value)
-            .values(status=DeliveryStatus.planned.value, claim_token=None,
-                    attempts=DeliveryRow.attempts - 1, updated_at=utcnow())
+    found = session.execute(candidates).all()
+    gone: dict[str, list[int]] = {}
+    live: dict[int, tuple[str, str | None, str]] = {}
+    for delivery_id, status, email, name, link_key in found:
+        if kind is DeliveryKind.digest and status != SubscriberStatus.active.value:
+            gone.setdefault(status, []).append(delivery_id)
+        else:
+            live[delivery_id] = (email, name, link_key)
+    skipped = 0
+    now = utcnow()
+    for status, delivery_ids in gone.items():
+        result = session.execute(
+            update(DeliveryRow).where(DeliveryRow.id.in_(delivery_ids), due)
+            .values(status=DeliveryStatus.skipped.value, last_error=f"not sent: the subscriber is {status}",
+                    updated_at=now)
             .execution_options(synchronize_session=False)
         )
+        skipped += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    if not live:
+        return Batch(token, (), skipped)
+    claimed = session.execute(
+        update(DeliveryRow)
+        .where(DeliveryRow.id.in_(list(live)), due)
+        .values(status=DeliveryStatus.sending.value, claim_token=token, claimed_at=now,
+                attempts=DeliveryRow.attempts + 1, updated_at=now)
+        .returning(DeliveryRow.id, DeliveryRow.subscriber_id, DeliveryRow.digest_date, DeliveryRow.attempts,
+                   DeliveryRow.resends)
+        .execution_options(synchronize_session=False)
+    ).all()
+    rows = sorted((Claimed(i, sid, day, attempts, resends, kind, token, *live[i])
+                   for i, sid, day, attempts, resends in claimed), key=lambda c: c.delivery_id)
+    return Batch(token, rows, skipped)
 
 
-def next_due(session: Session, digest_date: date | None, kind: DeliveryKind = DeliveryKind.digest,
-             ids: Sequence[int] | None = None) -> datetime | None:
-    """When the earliest ``planned`` row of the scope becomes due (None: nothing left to send)."""
+def _held(token: str) -> tuple[ColumnElement[bool], ...]:
+    """The rows a claim still holds: a row released to another sender no longer matches."""
+    return DeliveryRow.claim_token == token, DeliveryRow.status == DeliveryStatus.sending.value
+
+
+def renew(session: Session, token: str) -> int:
+    """Extend the lease of the rows still held under ``token`` (a heartbeat); returns how many it holds,
+    fewer than expected when another sender took rows over after the lease ran out."""
+    result = session.execute(
+        update(DeliveryRow).where(*_held(token)).values(claimed_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def mark_sent(session: Session, token: str, sent: Mapping[int, str]) -> list[int]:
+    """Record accepted messages (delivery id -> Message-ID) in one statement, only for rows still held
+    under ``token``; returns the ids recorded. A row missing from the answer was taken over by another
+    sender after this one's lease ran out: it is not this sender's to count."""
+    if not sent:
+        return []
+    now = utcnow()
+    result = session.execute(
+        update(DeliveryRow).where(DeliveryRow.id.in_(list(sent)), *_held(token))
+        .values(status=DeliveryStatus.sent.value, message_id=case(dict(sent), value=DeliveryRow.id),
+                sent_at=now, claim_token=None, last_error=None, updated_at=now)
+        .returning(DeliveryRow.id)
+        .execution_options(synchronize_session=False)
+    )
+    return list(result.scalars())
+
+
+def _settle(session: Session, token: str, delivery_id: int, **values: object) -> bool:
+    result = session.execute(
+        update(DeliveryRow).where(DeliveryRow.id == delivery_id, *_held(token))
+        .values(claim_token=None, updated_at=utcnow(), **values).execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def mark_retry(session: Session, token: str, delivery_id: int, error: str, next_attempt_at: datetime) -> bool:
+    """Back to ``planned``, due at ``next_attempt_at``; ``False`` when the row is no longer held."""
+    return _settle(session, token, delivery_id, status=DeliveryStatus.planned.value, last_error=error,
+                   next_attempt_at=next_attempt_at)
+
+
+def mark_failed(session: Session, token: str, delivery_id: int, error: str,
+                suppress_subscriber: int | None = None) -> bool:
+    """``failed`` for good (and the subscriber suppressed, ``bounced``, when given and still active);
+    ``False``, and nothing changed, when the row is no longer held."""
+    if not _settle(session, token, delivery_id, status=DeliveryStatus.failed.value, last_error=error):
+        return False
+    if suppress_subscriber is not None:
+        session.execute(
+            update(SubscriberRow)
+            .where(SubscriberRow.id == suppress_subscriber, SubscriberRow.status == SubscriberStatus.active.value)
+            .values(status=SubscriberStatus.bounced.value, status_changed_at=utcnow())
+        )
+    return True
+
+
+def release(session: Session, token: str, delivery_ids: Iterable[int], error: str | None = None) -> int:
+    """Give claimed rows back as they were before the claim (a run that stops early); ``error`` is kept as
+    the row's last error. Returns how many were still held."""
+    ids = list(delivery_ids)
+    if not ids:
+        return 0
+    values: dict[str, object] = {"status": DeliveryStatus.planned.value, "claim_token": None,
+                                 "attempts": DeliveryRow.attempts - 1, "updated_at": utcnow()}
+    if error is not None:
+        values["last_error"] = error
+    result = session.execute(
+        update(DeliveryRow).where(DeliveryRow.id.in_(ids), *_held(token)).values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """The ``planned`` rows of a scope that a sender could still send: how many, when the first is due
+    (``None``: none), and the last error of that row."""
+
+    count: int
+    due: datetime | None
+    last_error: str | None
+
+
+def waiting(session: Session, digest_date: date | None, kind: DeliveryKind = DeliveryKind.digest,
+            ids: Sequence[int] | None = None, exclude: Collection[int] = ()) -> Waiting:
     where = [*_scope(kind, digest_date), DeliveryRow.status == DeliveryStatus.planned.value]
     if ids is not None:
         where.append(DeliveryRow.id.in_(list(ids)))
-    rows = session.execute(select(func.count(), func.min(DeliveryRow.next_attempt_at)).where(*where)).one()
-    if not rows[0]:
-        return None
-    return rows[1] or utcnow()
+    if exclude:
+        where.append(DeliveryRow.id.not_in(list(exclude)))
+    count = int(session.scalar(select(func.count()).where(*where)) or 0)
+    if not count:
+        return Waiting(0, None, None)
+    first = session.execute(
+        select(DeliveryRow.next_attempt_at, DeliveryRow.last_error).where(*where)
+        .order_by(DeliveryRow.next_attempt_at.is_not(None), DeliveryRow.next_attempt_at).limit(1)
+    ).one()
+    return Waiting(count, first[0] or utcnow(), first[1])
+
+
+def leased(session: Session, digest_date: date | None, lease: timedelta,
+           kind: DeliveryKind = DeliveryKind.digest) -> tuple[int, datetime | None]:
+    """Rows ``sending`` under some sender's claim, and when the last of those leases runs out (if its
+    sender stops renewing it): ``(0, None)`` when there are none."""
+    count, last = session.execute(
+        select(func.count(), func.max(DeliveryRow.claimed_at))
+        .where(*_scope(kind, digest_date), DeliveryRow.status == DeliveryStatus.sending.value)
+    ).one()
+    if not count or last is None:
+        return 0, None
+    last = last if last.tzinfo else last.replace(tzinfo=timezone.utc)
+    return int(count), last + lease
+
+
+def items_of_many(session: Session, delivery_ids: Iterable[int]) -> dict[int, list[Pick]]:
+    """The ranked items of several deliveries in one query (a sender's batch), by delivery id."""
+    ids = list(delivery_ids)
+    out: dict[int, list[Pick]] = {i: [] for i in ids}
+    if not ids:
+        return out
+    rows = session.execute(
+        select(DeliveryItemRow.delivery_id, DeliveryItemRow.arxiv_id, DeliveryItemRow.rank, DeliveryItemRow.score,
+               DeliveryItemRow.reason)
+        .where(DeliveryItemRow.delivery_id.in_(ids)).order_by(DeliveryItemRow.delivery_id, DeliveryItemRow.rank)
+    )
+    for delivery_id, arxiv_id, rank, score, reason in rows:
+        out[delivery_id].append(Pick(arxiv_id=arxiv_id, rank=rank, score=score, reason=reason))
+    return out
 
 
 def items_of(session: Session, delivery_id: int) -> list[Pick]:

@@ -214,3 +214,19 @@ def update_preferences(session: Session, subscriber_id: int, prefs: Preferences)
     _apply(row, prefs)
     session.flush()
     return row_to_subscriber(row)
+
+
+def set_status(session: Session, email: str, status: SubscriberStatus | str) -> Subscriber:
+    """The operator's door to a subscriber's status, e.g. restoring a suppressed (``bounced``) address to
+    ``active``. Raises ``ValueError`` for an unknown status and ``SubscriberNotFoundError``."""
+    try:
+        new = SubscriberStatus(status)
+    except ValueError:
+        raise ValueError(f"status must be one of {', '.join(s.value for s in SubscriberStatus)}, "
+                         f"not {status!r}") from None
+    row = session.scalar(select(SubscriberRow).where(SubscriberRow.email == normalise_email(email)))
+    if row is None:
+        raise SubscriberNotFoundError(f"no subscriber {email.strip()}")
+    row.status = new.value
+    session.flush()
+    return row_to_subscriber(row)
