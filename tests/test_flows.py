@@ -22,7 +22,7 @@ from digest.store.tables import Base, DeliveryItemRow, DeliveryRow, PaperRow
 from .builders import API_2025_06_05, SECRET, Answer, HfScript, Query, bare_settings, items_for
 from .smtp_server import SmtpTestServer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.all_backends]
 SOURCE: list[dict[str, Any]] = json.loads(API_2025_06_05.read_text())
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import threading
 from datetime import date, timedelta
 
+import pytest
+
 from digest.config import Settings
 from digest.store import session_factory
 from digest.store import outbox
 
 from .builders import readers_with_picks
 
+pytestmark = pytest.mark.all_backends
 DAY = date(2025, 6, 5)
 
 

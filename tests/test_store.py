@@ -27,6 +27,7 @@ from digest.store.tables import PaperRow, UpvoteRow
 
 from .builders import API_2025_06_05
 
+pytestmark = pytest.mark.all_backends
 DAY = API_2025_06_05
 
 

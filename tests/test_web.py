@@ -31,6 +31,7 @@ from .smtp_server import SmtpTestServer
 if TYPE_CHECKING:
     from httpx2 import Response  # what starlette's TestClient returns when httpx2 is installed (it is)
 
+pytestmark = pytest.mark.all_backends
 PUBLIC = "http://testserver"
 PAPER = "2506.01234"
 FORM = {"content-type": "application/x-www-form-urlencoded"}
