@@ -1,5 +1,5 @@
 """The Prefect flows on a real local Prefect (test harness), a local HF stand-in over HTTP, a real SMTP
-server and a real SQLite file. Slow: the first flow run starts Prefect's temporary server."""
+server, on SQLite and PostgreSQL. Slow: the first flow run starts Prefect's temporary server."""
 
 from __future__ import annotations
 

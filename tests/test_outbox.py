@@ -1,4 +1,4 @@
-"""The outbox on a real SQLite file: idempotent planning, compare-and-set claims, lease release."""
+"""The outbox on SQLite and PostgreSQL: idempotent planning, compare-and-set claims, lease release."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The store on a real SQLite file: migrations from empty, upsert by arXiv id, upvote history."""
+"""The store on SQLite and PostgreSQL: migrations from empty, upsert by arXiv id, upvote history."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The subscriber pages over HTTP (TestClient), on a real SQLite file, with confirmation mails received by
-a real SMTP server on 127.0.0.1."""
+"""The subscriber pages over HTTP (TestClient), on SQLite and PostgreSQL, with confirmation mails received by a
+real SMTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
