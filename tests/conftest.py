@@ -27,17 +27,6 @@ from .smtp_server import SmtpTestServer
 
 # -- the database: SQLite, and PostgreSQL for the modules that opt in ----------------------------------------
 
-BACKENDS = ("sqlite", "postgresql")
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "all_backends: run every test of the module that uses the database (the `db_url` or "
-        "`settings` fixture) on SQLite and on PostgreSQL; opt a module in with "
-        "`pytestmark = pytest.mark.all_backends`")
-    config.addinivalue_line(
-        "markers", "postgresql: the PostgreSQL run of an all_backends test (deselect with -m 'not postgresql')")
-
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """In an ``all_backends`` module, a test that reaches the database runs once per backend."""
