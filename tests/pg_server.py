@@ -96,44 +96,53 @@ class PostgresServer:
             yield self.url(name)
 
 
-def _private_directory() -> Path:
-    """A new temporary directory that the server's user can write (owned by it when we are root)."""
-    root = Path(tempfile.mkdtemp(prefix="digest-test-pg-"))
-    if os.geteuid() == 0:
-        entry = pwd.getpwnam(SERVER_USER)
-        os.chown(root, entry.pw_uid, entry.pw_gid)
-    return root
+def _server_user() -> pwd.struct_passwd | None:
+    """The system user the server runs as: ``postgres`` when we are root; ``None``: as we are."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(SERVER_USER)
+    except KeyError:
+        raise PostgresMissing(f"as root, the server runs as the {SERVER_USER!r} system user, which is missing "
+                              f"(Debian's postgresql package makes it)") from None
 
 
 @contextmanager
 def running_server() -> Iterator[PostgresServer]:
-    """Start a PostgreSQL server on 127.0.0.1 on a free port; stop it and remove every file on exit."""
+    """Start a PostgreSQL server on 127.0.0.1 on a free port; stop it and remove every file on exit.
+
+    Files: ``<root>/pg_ctl`` (the wrapper, as root) and ``<root>/server/`` (data, socket and log), which the
+    server's user owns; ``<root>`` stays ours, so that user cannot change what root runs."""
     pg_ctl = find_pg_ctl()
-    root = _private_directory()
+    user = _server_user()
+    root = Path(tempfile.mkdtemp(prefix="digest-test-pg-"))
+    root.chmod(0o755)
+    home = root / "server"
+    home.mkdir(mode=0o700)
     executable = pg_ctl
-    if os.geteuid() == 0:
-        try:
-            pwd.getpwnam(SERVER_USER)
-        except KeyError:
-            shutil.rmtree(root, ignore_errors=True)
-            raise PostgresMissing(f"running as root needs the {SERVER_USER!r} system user (Debian's "
-                                  f"postgresql package makes it) to run the server as") from None
+    if user is not None:
+        os.chown(home, user.pw_uid, user.pw_gid)
         wrapper = root / "pg_ctl"
         wrapper.write_text(WRAPPER.format(user=SERVER_USER, pg_ctl=pg_ctl))
         wrapper.chmod(0o755)
         executable = str(wrapper)
-    datadir = root / "data"
+    datadir = home / "data"
     watchdog = subprocess.Popen(
         ["sh", "-c", WATCHDOG, "digest-test-pg-watchdog", str(os.getpid()), executable, str(datadir), str(root)],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     executor = PostgreSQLExecutor(
         executable=executable, host="127.0.0.1", port=free_port(), datadir=str(datadir),
-        unixsocketdir=str(root), logfile=str(root / "postgresql.log"), startparams="-w",
+        unixsocketdir=str(home), logfile=str(home / "postgresql.log"), startparams="-w",
         dbname="digest_test", user="postgres", postgres_options=SERVER_OPTIONS,
     )
     try:
-        executor.start()
+        try:
+            executor.start()
+        except Exception as e:
+            log = home / "postgresql.log"
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
+            raise RuntimeError(f"the test PostgreSQL server did not start ({e}); its log ends:\n{tail}") from e
         server = PostgresServer(executor)
         template = server._janitor(executor.template_dbname, as_template=True)
         template.init()
