@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast install bench clean browser
+.PHONY: demo test test-fast install bench clean browser postgres
 
 install: $(STAMP)
 
@@ -23,11 +23,16 @@ demo: $(STAMP)
 browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
-# The whole suite, slow tests included (this is what .ci/run calls).
-test: $(STAMP) browser
+# Debian's PostgreSQL server binaries for the tests that also run on PostgreSQL (tests/pg_server.py starts
+# a throw-away server with them; the package's own cluster is not used). Debian keeps pg_ctl off PATH.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
+
+# The whole suite, slow tests included, on SQLite and PostgreSQL (this is what .ci/run calls).
+test: $(STAMP) browser postgres
 	$(BIN)/python -m pytest
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) postgres
 	$(BIN)/python -m pytest -m "not slow"
 
 bench: $(STAMP)

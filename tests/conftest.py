@@ -21,24 +21,62 @@ import pytest
 from digest.config import Settings
 
 from .builders import HfScript, bare_settings
+from .pg_server import PostgresServer, running_server
 from .smtp_server import SmtpTestServer
 
 
+# -- the database: SQLite, and PostgreSQL for the modules that opt in ----------------------------------------
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """In an ``all_backends`` module, a test that reaches the database runs once per backend."""
+    if "backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker("all_backends"):
+        metafunc.parametrize("backend", [pytest.param("sqlite"),
+                                         pytest.param("postgresql", marks=pytest.mark.postgresql)],
+                             indirect=True)
+
+
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    """A fresh SQLite file per test; or, with DIGEST_TEST_DATABASE_URL set (e.g. a PostgreSQL database
-    made for the purpose), that database emptied before the test: the same suite checks another backend."""
-    other = os.environ.get("DIGEST_TEST_DATABASE_URL")
-    if not other:
-        return f"sqlite:///{tmp_path / 'digest.db'}"
+def backend(request: pytest.FixtureRequest) -> str:
+    """Which database the test runs on: ``sqlite`` unless its module is ``all_backends``."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture(scope="session")
+def postgresql_server() -> Iterator[PostgresServer]:
+    """The session's PostgreSQL server on 127.0.0.1, started on first use (see pg_server.py)."""
+    with running_server() as server:
+        yield server
+
+
+def _emptied(url: str) -> str:
+    """An external PostgreSQL database (DIGEST_TEST_DATABASE_URL) with its ``public`` schema emptied."""
     from sqlalchemy import create_engine, text
 
-    engine = create_engine(other)
+    engine = create_engine(url)
     with engine.begin() as conn:
         conn.execute(text("DROP SCHEMA public CASCADE"))
         conn.execute(text("CREATE SCHEMA public"))
     engine.dispose()
-    return other
+    return url
+
+
+@pytest.fixture
+def db_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh database per test: a new SQLite file; on PostgreSQL a new database on the session's server,
+    dropped afterwards. With DIGEST_TEST_DATABASE_URL set (a PostgreSQL database made for the purpose on a
+    server of your own), the PostgreSQL runs use that database instead, emptied before each test, and no
+    server is started."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'digest.db'}"
+        return
+    external = os.environ.get("DIGEST_TEST_DATABASE_URL")
+    if external:
+        yield _emptied(external)
+        return
+    server: PostgresServer = request.getfixturevalue("postgresql_server")
+    with server.database() as url:
+        yield url
 
 
 @pytest.fixture

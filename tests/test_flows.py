@@ -1,5 +1,5 @@
 """The Prefect flows on a real local Prefect (test harness), a local HF stand-in over HTTP, a real SMTP
-server and a real SQLite file. Slow: the first flow run starts Prefect's temporary server."""
+server, on SQLite and PostgreSQL. Slow: the first flow run starts Prefect's temporary server."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from digest.store.tables import Base, DeliveryItemRow, DeliveryRow, PaperRow
 from .builders import API_2025_06_05, SECRET, Answer, HfScript, Query, bare_settings, items_for
 from .smtp_server import SmtpTestServer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.all_backends]
 SOURCE: list[dict[str, Any]] = json.loads(API_2025_06_05.read_text())
 
 

@@ -1,9 +1,11 @@
-"""The outbox on a real SQLite file: idempotent planning, compare-and-set claims, lease release."""
+"""The outbox on SQLite and PostgreSQL: idempotent planning, compare-and-set claims, lease release."""
 
 from __future__ import annotations
 
 import threading
 from datetime import date, timedelta
+
+import pytest
 
 from digest.config import Settings
 from digest.store import session_factory
@@ -11,6 +13,7 @@ from digest.store import outbox
 
 from .builders import readers_with_picks
 
+pytestmark = pytest.mark.all_backends
 DAY = date(2025, 6, 5)
 
 

@@ -26,6 +26,7 @@ from digest.store.tables import DeliveryRow, SubscriberRow
 from .builders import ROOT, SECRET, readers_with_picks, smtp_settings
 from .smtp_server import SmtpTestServer
 
+pytestmark = pytest.mark.all_backends
 DAY = date(2025, 6, 5)
 
 

@@ -1,4 +1,4 @@
-"""The store on a real SQLite file: migrations from empty, upsert by arXiv id, upvote history."""
+"""The store on SQLite and PostgreSQL: migrations from empty, upsert by arXiv id, upvote history."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from digest.store.tables import PaperRow, UpvoteRow
 
 from .builders import API_2025_06_05
 
+pytestmark = pytest.mark.all_backends
 DAY = API_2025_06_05
 
 

@@ -1,5 +1,5 @@
-"""The subscriber pages over HTTP (TestClient), on a real SQLite file, with confirmation mails received by
-a real SMTP server on 127.0.0.1."""
+"""The subscriber pages over HTTP (TestClient), on SQLite and PostgreSQL, with confirmation mails received by a
+real SMTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ from .smtp_server import SmtpTestServer
 if TYPE_CHECKING:
     from httpx2 import Response  # what starlette's TestClient returns when httpx2 is installed (it is)
 
+pytestmark = pytest.mark.all_backends
 PUBLIC = "http://testserver"
 PAPER = "2506.01234"
 FORM = {"content-type": "application/x-www-form-urlencoded"}
