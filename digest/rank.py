@@ -6,7 +6,7 @@ For every subscriber at once (chunks of subscribers, matrix products):
   of the cosine similarity, minus ``negative_weight`` x how far the max similarity to a negative vector
   exceeds ``negative_floor`` (unrelated texts score 0.1-0.25 with MiniLM: only real matches push down);
 * hard filters: the subscriber's window of listing dates, already-sent papers (``exclude``), include /
-  exclude keywords, and ``min_relevance``;
+  exclude keywords (whole words, any case, phrases allowed: ``keyword_pattern``), and ``min_relevance``;
 * score = ``relevance_weight`` x relevance + ``trending_weight`` x trend + ``age_weight`` x freshness,
   where trend = log1p(upvotes) normalised to [0, 1] within the candidate papers and freshness = 1 for a
   paper listed on the digest day, falling linearly to 0 at ``window_days`` old;
@@ -22,6 +22,7 @@ For every subscriber at once (chunks of subscribers, matrix products):
 from __future__ import annotations
 
 import gc
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -152,11 +153,19 @@ class Ranking:
             return {sid: self._picks_of_row(i, scores[i]) for i, sid in enumerate(self.subscriber_ids)}
 
 
+def keyword_pattern(keyword: str) -> re.Pattern[str]:
+    """A keyword as subscribers mean it: whole words, any case, a plural 's' allowed, a phrase's words
+    separated by spaces or hyphens (``RL`` matches "RL-tuned" but not "world"; ``world model`` matches
+    "World Models" but not "world-class model")."""
+    words = [re.escape(w) for w in re.split(r"[\s\-]+", keyword.strip()) if w]
+    return re.compile(r"(?<!\w)" + r"[\s\-]+".join(words) + r"(?:e?s)?(?!\w)", re.IGNORECASE)
+
+
 def _keyword_mask(papers: PaperMatrix, cache: dict[str, np.ndarray], kw: str) -> np.ndarray:
     m = cache.get(kw)
     if m is None:
-        k = kw.lower()
-        m = np.fromiter((k in t for t in papers.texts), dtype=bool, count=len(papers))
+        search = keyword_pattern(kw).search
+        m = np.fromiter((search(t) is not None for t in papers.texts), dtype=bool, count=len(papers))
         cache[kw] = m
     return m
 
