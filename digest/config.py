@@ -46,7 +46,12 @@ class Settings(BaseSettings):
     # Embeddings and ranking (issue: ranking)
     model_name: str = "all-MiniLM-L6-v2"
     embed_batch_size: int = 64
-    embed_bf16: bool = Field(False, description="Encode under torch bf16 autocast on CPU (about 2x faster).")
+    embed_bf16: bool = Field(
+        False,
+        description="Encode under torch bf16 autocast on CPU (about 2x faster). Vectors are cached per precision: "
+        "switching re-encodes the papers and interests it needs, never mixing the two. On the test fixtures the "
+        "top-10 of every interest is the same set as in fp32; near-tied papers may swap places.",
+    )
     # Ranking knobs (digest/rank.py); defaults justified by bench/ranking_quality.py.
     rank_relevance_weight: float = 1.0
     rank_trending_weight: float = Field(0.1, description="Weight of log1p(upvotes), normalised in the window.")

@@ -128,7 +128,7 @@ def rank(
     from digest.embed import Embedder, embed_missing
     from digest.profiles import build_profiles
     from digest.rank import PaperMatrix, rank_subscribers
-    from digest.store.embeddings import paper_vectors
+    from digest.embed import stored_paper_vectors
     from digest.store.papers import papers_between
     from digest.store.subscribers import list_subscribers
 
@@ -146,7 +146,7 @@ def rank(
     embedded = embed_missing(engine, embedder, None, start, day)
     with session_factory(engine).begin() as session:
         papers = papers_between(session, start, day)
-        vectors = paper_vectors(session, embedder.name, [p.arxiv_id for p in papers])
+        vectors = stored_paper_vectors(session, embedder, [p.arxiv_id for p in papers])
         profiles = build_profiles(session, subs, embedder)
     ranking = rank_subscribers(
         profiles, PaperMatrix.from_papers(papers, vectors), day, exclude=exclude,

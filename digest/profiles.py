@@ -11,10 +11,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from sqlalchemy.orm import Session
 
-from digest.embed import Embedder, encode_texts
+from digest.embed import Embedder, encode_texts, stored_paper_vectors
 from digest.models import Subscriber
 from digest.rank import Profile
-from digest.store.embeddings import paper_vectors
 from digest.store.feedback import feedback_for
 
 
@@ -84,7 +83,7 @@ def build_profiles(
         feedback = feedback_for(session, ids) if session is not None else {}
     wanted = {a for s in subscribers for a in s.seed_papers}
     wanted |= {a for s in subscribers for a, _ in feedback.get(s.id or -1, ())}
-    paper_vecs = paper_vectors(session, embedder.name, wanted) if (session is not None and wanted) else {}
+    paper_vecs = stored_paper_vectors(session, embedder, wanted) if (session is not None and wanted) else {}
     dim = next(iter(text_vecs.values())).shape[0] if text_vecs else (
         next(iter(paper_vecs.values())).shape[0] if paper_vecs else 384
     )
