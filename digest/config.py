@@ -87,7 +87,7 @@ class Settings(BaseSettings):
         "scale, 1 at 10 an hour); shown as the reason where it decides a pick.",
     )
     rank_like_weight: float = Field(
-        0.1, ge=0, description="Most a 'more like this' vote (or all of them together) adds to the relevance "
+        0.15, ge=0, description="Most a 'more like this' vote (or all of them together) adds to the relevance "
         "of papers like the voted one.",
     )
     rank_dislike_weight: float = Field(
@@ -95,8 +95,11 @@ class Settings(BaseSettings):
         "relevance of papers like the voted one.",
     )
     rank_vote_floor: float = Field(
-        0.6, ge=0, lt=1, description="A vote affects only papers whose cosine with the voted paper exceeds this "
-        "(its effect grows linearly to 1 at cosine 1).",
+        0.45, ge=0, lt=1, description="A vote affects only papers whose cosine with the voted paper exceeds this "
+        "(about 1 pair of papers in 5 on real listings); its effect grows linearly up to rank_vote_full.",
+    )
+    rank_vote_full: float = Field(
+        0.7, gt=0, le=1, description="Cosine with the voted paper at which a vote has its full effect.",
     )
 
     # Mail (issue: email)

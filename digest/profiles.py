@@ -6,7 +6,8 @@ are negative vectors; votes ("more / less like this") are the voted papers' vect
 that halves every ``VOTE_HALF_LIFE_DAYS`` (the ranking turns them into a bounded, local effect).
 
 Built in batch for all subscribers: every interest text of every subscriber is encoded in one call
-(deduplicated, and cached in the store by text hash), seed and voted papers use their stored vectors."""
+(deduplicated, and cached in the store by text hash), seed and voted papers use their stored vectors (a
+stored paper without one, e.g. a seed fetched outside any listing, is encoded first)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from digest.bm25 import NO_TERMS, Lexicon, QueryTerms, document
-from digest.embed import Embedder, encode_texts, stored_paper_vectors
+from digest.embed import Embedder, embed_missing, encode_texts, stored_paper_vectors
 from digest.lexicon import store_lexicon
 from digest.models import Paper, Subscriber
 from digest.rank import PaperMatrix, Profile
@@ -129,7 +130,12 @@ def build_profiles(
         feedback = votes_for(session, ids) if session is not None else {}
     seeds = {a for s in subscribers for a in s.seed_papers}
     wanted = seeds | {v[0] for s in subscribers for v in feedback.get(s.id or -1, ())}
-    paper_vecs = stored_paper_vectors(session, embedder, wanted) if (session is not None and wanted) else {}
+    paper_vecs: Mapping[str, np.ndarray] = {}
+    if session is not None and wanted:
+        paper_vecs = stored_paper_vectors(session, embedder, wanted)
+        if len(paper_vecs) < len(wanted):  # a seed fetched from anywhere, a vote on an old paper
+            if embed_missing(session, embedder, sorted(wanted - paper_vecs.keys())):
+                paper_vecs = stored_paper_vectors(session, embedder, wanted)
     if lexicon is None and session is not None:
         lexicon = store_lexicon(session)
     terms: dict[str, QueryTerms] = {}
