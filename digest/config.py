@@ -83,8 +83,11 @@ class Settings(BaseSettings):
         "(half of the unrelated phrase-paper pairs score 0.18 or more).",
     )
     rank_rising_weight: float = Field(
-        0.0, ge=0, description="Weight of the rising signal (upvotes gained per hour over the last 48 h, log "
-        "scale, 1 at 10 an hour); shown as the reason where it decides a pick.",
+        0.05, ge=0, description="Weight of the rising signal (upvotes gained per hour over the last 48 h, log "
+        "scale, 1 at 10 an hour); shown as the reason where it decides a pick. Like trending it is a popularity "
+        "signal in [0, 1]: bench/ranking_quality.py's trending sweep bounds its cost (upvotes independent of "
+        "relevance, the worst case): popularity weight 0.1 in all (trending 0.05 + rising 0.05) costs 0.5 point "
+        "of top-1 relevance.",
     )
     rank_like_weight: float = Field(
         0.15, ge=0, description="Most a 'more like this' vote (or all of them together) adds to the relevance "
