@@ -46,6 +46,7 @@ import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from itertools import chain
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -53,7 +54,7 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from digest.bm25 import Lexicon, PaperTerms, QueryTerms, document
+from digest.bm25 import NO_TERMS, Lexicon, PaperTerms, QueryTerms, document
 from digest.models import Paper, Pick
 
 TRENDING = "trending"
@@ -63,6 +64,9 @@ LIKED = "liked"
 # The rising signal: upvotes gained per hour, on a fixed log scale that reaches 1 at RISING_FULL per hour
 # (a paper of the day's top few gains ~100-300 in its first day: ~4-12 an hour). Fewer than RISING_MIN_GAIN
 # upvotes gained is no rise.
+# Similarities of all distinct vectors with the papers are computed at once up to this many values
+# (128 MB of float32), else per chunk of subscribers.
+ALL_AT_ONCE = 32_000_000
 RISING_FULL = 10.0
 RISING_MIN_GAIN = 5
 
@@ -318,24 +322,32 @@ class _Table:
     first: np.ndarray  # (Nu,) position of each row's first occurrence in the profiles' concatenated vectors
 
     @classmethod
-    def build(cls, arrays: Sequence[np.ndarray], keys: Sequence[Sequence[object]], dim: int) -> _Table:
-        counts = np.fromiter((a.shape[0] for a in arrays), dtype=np.int64, count=len(arrays))
+    def build(cls, arrays: Sequence[np.ndarray], keys: Sequence[Sequence[object]], dim: int,
+              rows: int | None = None) -> _Table:
+        """``arrays``/``keys`` per profile; an empty ``arrays`` stands for ``rows`` profiles with none."""
+        if not arrays:
+            return cls(np.full((rows or 0, 1), -1, dtype=np.int64), np.zeros((0, dim), np.float32),
+                       np.zeros(0, np.int64))
+        counts = np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays))
         total = int(counts.sum())
         width = max(int(counts.max(initial=0)), 1)
         idx = np.full((len(arrays), width), -1, dtype=np.int64)
         if total == 0:
             return cls(idx, np.zeros((0, dim), np.float32), np.zeros(0, np.int64))
         flat = np.concatenate([a for a in arrays if a.shape[0]]).astype(np.float32, copy=False)
-        table: dict[object, int] = {}
-        setdefault = table.setdefault
-        flat_keys = [
-            k for b, (a, ks) in enumerate(zip(arrays, keys))
-            for k in (ks if len(ks) == a.shape[0] else [(b, i, None) for i in range(a.shape[0])])
-        ]
-        uid = np.fromiter((setdefault(k, len(table)) for k in flat_keys), dtype=np.int64, count=total)
-        if len(table) == total:  # nothing shared: the rows are the concatenation itself
-            U, first = flat, np.arange(total)
+        if (np.fromiter(map(len, keys), dtype=np.int64, count=len(keys)) == counts).all():
+            flat_keys = list(chain.from_iterable(keys))
         else:
+            flat_keys = [
+                k for b, (a, ks) in enumerate(zip(arrays, keys))
+                for k in (ks if len(ks) == a.shape[0] else [(b, i, None) for i in range(a.shape[0])])
+            ]
+        table = dict.fromkeys(flat_keys)  # first occurrences, in order
+        if len(table) == total:  # nothing shared: the rows are the concatenation itself
+            U, first, uid = flat, np.arange(total), np.arange(total)
+        else:
+            row = {k: i for i, k in enumerate(table)}
+            uid = np.fromiter(map(row.__getitem__, flat_keys), dtype=np.int64, count=total)
             _, first = np.unique(uid, return_index=True)  # ids were given in order of first occurrence
             U = flat[first]
         idx[np.arange(width)[None, :] < counts[:, None]] = uid
@@ -361,23 +373,44 @@ def _lexical_rows(terms: Sequence[QueryTerms], vocab: Mapping[str, int]) -> spar
     )
 
 
+class _Lexical:
+    """weight x BM25n of a table's rows against the papers. Rows are grouped by their ``QueryTerms``
+    object (profiles built from the same text share it), so each distinct query is mapped and scored once:
+    all at once when small, else per chunk with one sparse product."""
+
+    def __init__(self, terms: Sequence[QueryTerms], papers: PaperTerms, weight: float) -> None:
+        keys = list(map(id, terms))
+        objs = {id(q): q for q in terms}
+        order = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+        self.didx = np.fromiter(map(order.__getitem__, keys), dtype=np.int64, count=len(keys))
+        L = _lexical_rows([objs[k] for k in order], papers.vocab)
+        L.data *= np.float32(weight)
+        self.L, self.tfn = L, papers.tfn
+        self.all = (np.asarray(L @ papers.tfn, dtype=np.float32)
+                    if L.shape[0] * papers.tfn.shape[1] <= ALL_AT_ONCE else None)
+
+    def add_to(self, S: np.ndarray, rows: slice | np.ndarray) -> None:
+        """S += the lexical scores of table rows ``rows`` (a slice or indices, S's rows in that order)."""
+        d = self.didx[rows]
+        if self.all is not None:
+            S += self.all[d]
+        else:
+            S += np.asarray(self.L[d] @ self.tfn, dtype=np.float32)
+
+
 class _Sims:
-    """Similarities of a table's rows with the papers (cosine + weight x BM25n when the rows have terms):
+    """Similarities of a table's rows with the papers (cosine + weight x BM25n when ``lexical`` is given):
     all at once when small, else per chunk of subscribers, from a view or one gather of the stacked rows."""
 
-    def __init__(self, U: np.ndarray, P: np.ndarray, L: sparse.csr_matrix | None = None,
-                 tfn: np.ndarray | None = None, weight: float = 0.0) -> None:
-        self.U, self.P = U, P
-        self.lex = L if (L is not None and tfn is not None and weight and L.nnz) else None
-        self.tfn = tfn
-        self.weight = np.float32(weight)
-        small = U.shape[0] * P.shape[0] <= 32_000_000
-        self.all = self._sims(U, self.lex) if (small and U.shape[0]) else None
+    def __init__(self, U: np.ndarray, P: np.ndarray, lexical: _Lexical | None = None) -> None:
+        self.U, self.P, self.lex = U, P, lexical
+        small = U.shape[0] * P.shape[0] <= ALL_AT_ONCE
+        self.all = self._sims(U, slice(0, U.shape[0])) if (small and U.shape[0]) else None
 
-    def _sims(self, U: np.ndarray, L: sparse.csr_matrix | None) -> np.ndarray:
+    def _sims(self, U: np.ndarray, rows: slice | np.ndarray) -> np.ndarray:
         S: np.ndarray = U @ self.P.T
-        if L is not None and L.nnz:
-            S += self.weight * np.asarray(L @ self.tfn, dtype=np.float32)
+        if self.lex is not None:
+            self.lex.add_to(S, rows)
         return S
 
     def local(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -390,16 +423,27 @@ class _Sims:
             return np.zeros((0, self.P.shape[0]), np.float32), idx
         a, b = int(used[0]), int(used[-1]) + 1
         if b - a == used.size:  # contiguous rows (distinct interests): a view, no copy
-            U, L = self.U[a:b], (self.lex[a:b] if self.lex is not None else None)
-            loc = np.where(has, idx - a, -1)
-        else:
-            U, L = self.U[used], (self.lex[used] if self.lex is not None else None)
-            loc = np.where(has, np.searchsorted(used, idx), -1)
-        return self._sims(U, L), loc
+            return self._sims(self.U[a:b], slice(a, b)), np.where(has, idx - a, -1)
+        return self._sims(self.U[used], used), np.where(has, np.searchsorted(used, idx), -1)
 
 
-def _max_over(S: np.ndarray, loc: np.ndarray, n: int) -> np.ndarray:
-    """(B, n): for each subscriber the max over their K rows of ``S`` (-inf when they have none)."""
+def _consecutive(loc: np.ndarray, rows: int) -> np.ndarray | None:
+    """When the (B, K) row indices are 0, 1, 2, ... in row-major order, every subscriber having >= 1 row
+    (distinct interests, stacked in profile order), the first row of each subscriber; else ``None``."""
+    counts = (loc >= 0).sum(axis=1)
+    if rows == 0 or counts.min(initial=0) == 0 or int(counts.sum()) != rows:
+        return None
+    starts = np.zeros(len(counts), dtype=np.int64)
+    np.cumsum(counts[:-1], out=starts[1:])
+    flat = loc[loc >= 0]
+    return starts if bool((flat == np.arange(rows)).all()) else None
+
+
+def _max_over(S: np.ndarray, loc: np.ndarray, n: int, starts: np.ndarray | None = None) -> np.ndarray:
+    """(B, n): for each subscriber the max over their K rows of ``S`` (-inf when they have none).
+    ``starts`` (from ``_consecutive``): one reduction over the rows, no gathers."""
+    if starts is not None:
+        return np.maximum.reduceat(S, starts, axis=0)
     B = loc.shape[0]
     best = np.full((B, n), -np.inf, dtype=np.float32)
     for k in range(loc.shape[1]):
@@ -412,6 +456,15 @@ def _max_over(S: np.ndarray, loc: np.ndarray, n: int) -> np.ndarray:
             sk[~has] = -np.inf
         np.maximum(best, sk, out=best)
     return best
+
+
+def _labels(S: np.ndarray, loc: np.ndarray, top: np.ndarray, n_pos: np.ndarray) -> np.ndarray:
+    """``_argmax_at`` for the subscribers with several positives; 0 for the others."""
+    lab = np.zeros(top.shape, dtype=np.int64)
+    multi = np.flatnonzero(n_pos > 1)
+    if multi.size and top.shape[1]:
+        lab[multi] = _argmax_at(S, loc[multi], top[multi])
+    return lab
 
 
 def _argmax_at(S: np.ndarray, loc: np.ndarray, top: np.ndarray) -> np.ndarray:
@@ -433,6 +486,35 @@ def _argmax_at(S: np.ndarray, loc: np.ndarray, top: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ selection
 
 
+def _candidates(score: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
+    """(B, K') paper indices of each row's best-scored candidates and their scores (-inf = none), with
+    K' = min(K, most finite scores in a row). Rows with at most K' finite scores (most of them: the
+    threshold leaves few) take them directly; only the others need a partition."""
+    B = score.shape[0]
+    fin = np.isfinite(score)
+    c = fin.sum(axis=1)
+    Kc = int(min(K, c.max(initial=0)))
+    top = np.zeros((B, Kc), dtype=np.int64)
+    cs = np.full((B, Kc), -np.inf, dtype=np.float32)
+    if Kc == 0:
+        return top, cs
+    big = c > Kc
+    few = np.where(big, 0, c)
+    r, col = np.nonzero(fin & ~big[:, None]) if big.any() else np.nonzero(fin)
+    if r.size:
+        start = np.cumsum(few) - few
+        pos = np.arange(r.size) - start[r]
+        top[r, pos] = col
+        cs[r, pos] = score[r, col]
+    if big.any():
+        bi = np.flatnonzero(big)
+        sub = score[bi]
+        t = np.argpartition(-sub, Kc - 1, axis=1)[:, :Kc]
+        top[bi] = t
+        cs[bi] = np.take_along_axis(sub, t, axis=1)
+    return top, cs
+
+
 def _select_mmr(
     score: np.ndarray, label_of: Callable[[np.ndarray], np.ndarray], caps: np.ndarray, n_pos: np.ndarray,
     PP: np.ndarray, params: RankParams,
@@ -441,12 +523,8 @@ def _select_mmr(
     subscriber, the best score among the candidates left out (-inf when none)."""
     B, n = score.shape
     cap_max = int(caps.max(initial=0))
-    K = min(n, max(cap_max * params.candidates_per_pick, cap_max))
-    if K < n:
-        top = np.argpartition(-score, K - 1, axis=1)[:, :K]
-    else:
-        top = np.broadcast_to(np.arange(n), (B, n)).copy()
-    cs = np.take_along_axis(score, top, axis=1)
+    top, cs = _candidates(score, min(n, max(cap_max * params.candidates_per_pick, cap_max)))
+    K = top.shape[1]
     cl = label_of(top)
     NEG = np.float32(-np.inf)
     # MMR value = lambda x score - (1 - lambda) x max similarity to the papers picked so far; a candidate
@@ -615,28 +693,35 @@ def rank_subscribers(
 
     # The vectors of every subscriber with interests, stacked once (deduplicated by key).
     pos_t = _Table.build([p.positives for p in interested], [p.keys or p.reasons for p in interested], dim)
-    L = None
-    if papers.terms is not None and params.lexical_weight and any(p.terms for p in interested):
+    lexical = None
+    if params.lexical_weight and any(p.terms for p in interested):
+        if papers.terms is None:
+            raise ValueError("the profiles have lexical terms but the papers have none: build the PaperMatrix "
+                             "with a lexicon (PaperMatrix.from_papers(..., lexicon=...))")
         flat_terms = [
             t for p in interested
-            for t in (p.terms if len(p.terms) == p.positives.shape[0] else (QueryTerms((), ()),) * p.positives.shape[0])
+            for t in (p.terms if len(p.terms) == p.positives.shape[0] else (NO_TERMS,) * p.positives.shape[0])
         ]
-        L = _lexical_rows([flat_terms[f] for f in pos_t.first.tolist()], papers.terms.vocab)
-    elif any(p.terms for p in interested) and params.lexical_weight and papers.terms is None:
-        raise ValueError("the profiles have lexical terms but the papers have none: build the PaperMatrix "
-                         "with a lexicon (PaperMatrix.from_papers(..., lexicon=...))")
-    sims = _Sims(pos_t.U, P, L, papers.terms.tfn if papers.terms is not None else None, params.lexical_weight)
-    neg_t = _Table.build([p.negatives for p in interested], [p.negative_keys for p in interested], dim)
+        lexical = _Lexical([flat_terms[f] for f in pos_t.first.tolist()], papers.terms, params.lexical_weight)
+    sims = _Sims(pos_t.U, P, lexical)
+    negatives = [p.negatives for p in interested]
+    if any(map(len, negatives)):
+        neg_t = _Table.build(negatives, [p.negative_keys for p in interested], dim)
+    else:
+        neg_t = _Table.build([], [], dim, rows=len(interested))
     neg_sims = _Sims(neg_t.U, P)
     no_votes = np.zeros((0, dim), np.float32)
-    vote_arrays = [p.votes if p.votes is not None and len(p.vote_weights) else no_votes for p in interested]
-    vote_t = _Table.build(vote_arrays, [p.vote_reasons for p in interested], dim)
+    voters = any(p.votes is not None for p in interested)
+    vote_arrays = [p.votes if p.votes is not None and len(p.vote_weights) else no_votes for p in interested] \
+        if voters else []
+    vote_t = _Table.build(vote_arrays, [p.vote_reasons for p in interested] if voters else [], dim,
+                          rows=len(interested))
     vote_sims = _Sims(vote_t.U, P)
     vote_w = np.zeros(vote_t.idx.shape, dtype=np.float32)
-    for b, p in enumerate(interested):
+    for b, p in enumerate(interested if voters else ()):
         if p.vote_weights and p.votes is not None:
             vote_w[b, : len(p.vote_weights)] = p.vote_weights
-    n_pos_all = np.fromiter((p.positives.shape[0] for p in interested), dtype=np.int64, count=len(interested))
+    n_pos_all = (pos_t.idx >= 0).sum(axis=1)
     floor = np.float32(params.vote_floor)
     span = np.float32(max(params.vote_full - params.vote_floor, 1e-6))
 
@@ -646,7 +731,7 @@ def rank_subscribers(
         B = len(group)
         allowed = _allowed(group, papers, d, starts_of(group), exclude, pos, kw_cache)
         S_pos, loc_pos = sims.local(pos_t.idx[lo : lo + step])
-        rel = _max_over(S_pos, loc_pos, n)
+        rel = _max_over(S_pos, loc_pos, n, _consecutive(loc_pos, S_pos.shape[0]) if sims.all is None else None)
         push = None
         nidx = neg_t.idx[lo : lo + step]
         if (nidx >= 0).any():
@@ -678,12 +763,13 @@ def rank_subscribers(
             if push is None:
                 push = np.zeros((B, n), dtype=np.float32)
             push[vrows] += dis
-        valid = allowed & (rel >= min_rel)
-        score = np.where(valid, params.relevance_weight * rel + base[None, :], -np.inf).astype(np.float32)
+        score = rel * np.float32(params.relevance_weight) if params.relevance_weight != 1 else rel.copy()
+        score += base
+        score[~(allowed & (rel >= min_rel))] = -np.inf
         caps = np.array([p.max_papers for p in group], dtype=np.int64)
         n_pos = n_pos_all[lo : lo + step]
         i_, s_, l_, left = _select_mmr(
-            score, lambda top, S=S_pos, loc=loc_pos: _argmax_at(S, loc, top), caps, n_pos, PP, params
+            score, lambda top, S=S_pos, loc=loc_pos, k=n_pos: _labels(S, loc, top, k), caps, n_pos, PP, params
         )
         kind = np.zeros(i_.shape, dtype=np.int8)  # 0 relevant, 1 closest, 2 trending
         # Top-up: the most relevant remaining papers first, then the most upvoted.
@@ -694,7 +780,13 @@ def rank_subscribers(
             if push is not None:
                 ok &= push[aff] <= 0
             near = ok & (rel[aff] >= params.topup_min_relevance) & np.isfinite(rel[aff])
-            cand = np.argsort(-np.where(near, rel[aff], -np.inf), axis=1, kind="stable")
+            key = np.where(near, rel[aff], -np.inf)
+            # The best few only: picked papers are among them (they passed the threshold), so
+            # need + picks candidates always suffice.
+            m = min(n, int(need[aff].max()) + int((i_[aff] >= 0).sum(axis=1).max()))
+            cand = np.argpartition(-key, m - 1, axis=1)[:, :m] if m < n else np.broadcast_to(np.arange(n), key.shape)
+            cand = np.take_along_axis(cand, np.argsort(-np.take_along_axis(key, cand, axis=1), axis=1, kind="stable"),
+                                      axis=1)
             r, slot, paper = _fill(i_, aff, cand, np.take_along_axis(near, cand, axis=1), need[aff])
             if r.size:
                 g = aff[r]

@@ -386,3 +386,54 @@ def test_few_matches_are_topped_up_after_the_relevant_ones(embedder: Embedder, d
     assert all(p.reason == "trending" for p in extra) and not set(_ids(extra)) & set(_ids(relevant))
     order = [papers.ids[i] for i in np.lexsort((np.arange(len(papers)), -papers.upvotes))]
     assert _ids(extra) == [a for a in order if a not in set(_ids(relevant))][: len(extra)]
+
+
+@pytest.mark.parametrize("all_at_once", [True, False])
+def test_rank_vector_paths_agree(all_at_once: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ranking's shortcuts give the same picks: interests shared by key or all distinct (stacked in
+    profile order: one reduction instead of gathers), all similarities at once or per chunk, candidates
+    taken directly or by partition; with the lexical half, negatives, votes and a rising paper."""
+    from digest import rank as rank_module
+    from digest.bm25 import Lexicon
+
+    rng = np.random.default_rng(3)
+    n, dim = 50, 16
+    vecs = _unit(rng.normal(size=(n, dim)))
+    ids = tuple(f"2608.{i:05d}" for i in range(n))
+    words = ["agents", "diffusion", "speech", "retrieval", "graphs", "robots", "video", "proofs"]
+    texts = [" ".join(rng.choice(words, 6)) for _ in range(n)]
+    lex = Lexicon.from_texts(texts)
+    papers = PaperMatrix(ids, vecs, rng.integers(0, 50, n), np.full(n, np.datetime64(DAY, "D")),
+                         tuple(texts), terms=lex.papers(texts), rising=rng.random(n).astype(np.float32),
+                         rising_reasons=tuple(f"rising: +{i} upvotes since 2026-08-17 07:00 UTC" for i in range(n)))
+    topics = _unit(rng.normal(size=(6, dim)))
+    empty = np.zeros((0, dim), np.float32)
+    shared, distinct = [], []
+    for sid in range(40):
+        k = 1 + sid % 3
+        pick = rng.choice(6, k, replace=False)
+        reasons = tuple(f"interest: {words[i]}" for i in pick)
+        fields = dict(
+            positives=topics[pick], reasons=reasons, negatives=_unit(vecs[[sid]]) if sid % 5 == 0 else empty,
+            max_papers=2 + sid % 7, terms=tuple(lex.query(words[i]) for i in pick),
+            votes=vecs[[(sid * 3) % n]] if sid % 4 == 0 else None,
+            vote_weights=(1.0 if sid % 8 == 0 else -0.7,) if sid % 4 == 0 else (),
+            vote_reasons=(f"liked: {ids[(sid * 3) % n]}",) if sid % 4 == 0 else (),
+        )
+        shared.append(Profile(sid, **fields))
+        distinct.append(Profile(sid, keys=tuple(f"{sid}/{r}" for r in reasons), **fields))
+    base = RankParams(min_relevance=0.7, lexical_weight=1.0, rising_weight=0.05, topup_min_relevance=0.1,
+                      min_picks=3)
+    want = rank(shared, papers, DAY, params=base)  # all similarities at once, shared vectors
+    assert any(p.reason.startswith("rising:") for ps in want.values() for p in ps)
+    assert any(p.reason.startswith("closest:") for ps in want.values() for p in ps)
+    if not all_at_once:
+        monkeypatch.setattr(rank_module, "ALL_AT_ONCE", 0)
+    for profiles in (shared, distinct):
+        for chunk in (8192, 7):
+            for params in (base, dataclasses.replace(base, candidates_per_pick=1)):
+                got = rank(profiles, papers, DAY, params=dataclasses.replace(params, chunk_size=chunk))
+                if params is base:
+                    assert got == want
+                else:
+                    assert {k: [p.arxiv_id for p in v] for k, v in got.items()}.keys() == want.keys()
