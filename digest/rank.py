@@ -525,6 +525,9 @@ def _select_mmr(
     cap_max = int(caps.max(initial=0))
     top, cs = _candidates(score, min(n, max(cap_max * params.candidates_per_pick, cap_max)))
     K = top.shape[1]
+    if K == 0:  # nothing passed the filters for anyone in the chunk
+        return (np.full((B, cap_max), -1, dtype=np.int64), np.zeros((B, cap_max), dtype=np.float32),
+                np.full((B, cap_max), -1, dtype=np.int64), np.full(B, -np.inf, dtype=np.float32))
     cl = label_of(top)
     NEG = np.float32(-np.inf)
     # MMR value = lambda x score - (1 - lambda) x max similarity to the papers picked so far; a candidate

@@ -437,3 +437,13 @@ def test_rank_vector_paths_agree(all_at_once: bool, monkeypatch: pytest.MonkeyPa
                     assert got == want
                 else:
                     assert {k: [p.arxiv_id for p in v] for k, v in got.items()}.keys() == want.keys()
+
+
+def test_rank_nothing_passes_for_anyone() -> None:
+    """A chunk in which no subscriber has a single paper over the threshold: top-up only, no error."""
+    vecs = np.eye(4, 8, dtype=np.float32)
+    papers = PaperMatrix(tuple(f"2608.{i:05d}" for i in range(4)), vecs, np.array([5, 9, 1, 3]),
+                         np.full(4, np.datetime64(DAY, "D")), ("",) * 4)
+    prof = Profile(1, np.eye(1, 8, 7, dtype=np.float32), ("interest: x",), np.zeros((0, 8), np.float32))
+    picks = rank([prof], papers, DAY, params=RankParams(min_relevance=0.9, min_picks=2))[1]
+    assert [(p.arxiv_id, p.reason) for p in picks] == [("2608.00001", "trending"), ("2608.00000", "trending")]
