@@ -315,11 +315,34 @@ def _allowed(
 
 @dataclass
 class _Table:
-    """Every profile's vectors of one kind, deduplicated by key and stacked once."""
+    """Every profile's vectors of one kind, deduplicated by key. Shared vectors are stacked once (``U``);
+    when nothing is shared (distinct interests) the rows are the profiles' own arrays in order, and a chunk
+    stacks just its own (one concatenate of its profiles' arrays, no Python list of single vectors and no
+    second copy of every vector in memory)."""
 
-    idx: np.ndarray  # (S, K) row of ``U`` for each profile's k-th vector, -1 = none
-    U: np.ndarray  # (Nu, d) float32
+    idx: np.ndarray  # (S, K) row of the table for each profile's k-th vector, -1 = none
+    U: np.ndarray | None  # (Nu, d) float32, or None: the rows are ``arrays`` concatenated
     first: np.ndarray  # (Nu,) position of each row's first occurrence in the profiles' concatenated vectors
+    arrays: Sequence[np.ndarray] = ()
+    offsets: np.ndarray | None = None  # (S + 1,) first row of each profile's array
+    dim: int = 0
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.first.size)
+
+    def take(self, rows: slice | np.ndarray) -> np.ndarray:
+        """The stacked rows ``rows`` (a slice, or sorted indices)."""
+        if self.U is not None:
+            return self.U[rows]
+        assert self.offsets is not None
+        idx = np.arange(self.n_rows)[rows]
+        if idx.size == 0:
+            return np.zeros((0, self.dim), np.float32)
+        lo = int(np.searchsorted(self.offsets, idx[0], "right")) - 1
+        hi = int(np.searchsorted(self.offsets, idx[-1], "right"))
+        block = np.concatenate(self.arrays[lo:hi]).astype(np.float32, copy=False)
+        return block[idx - self.offsets[lo]]
 
     @classmethod
     def build(cls, arrays: Sequence[np.ndarray], keys: Sequence[Sequence[object]], dim: int,
@@ -327,14 +350,13 @@ class _Table:
         """``arrays``/``keys`` per profile; an empty ``arrays`` stands for ``rows`` profiles with none."""
         if not arrays:
             return cls(np.full((rows or 0, 1), -1, dtype=np.int64), np.zeros((0, dim), np.float32),
-                       np.zeros(0, np.int64))
+                       np.zeros(0, np.int64), dim=dim)
         counts = np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays))
         total = int(counts.sum())
         width = max(int(counts.max(initial=0)), 1)
         idx = np.full((len(arrays), width), -1, dtype=np.int64)
         if total == 0:
-            return cls(idx, np.zeros((0, dim), np.float32), np.zeros(0, np.int64))
-        flat = np.concatenate([a for a in arrays if a.shape[0]]).astype(np.float32, copy=False)
+            return cls(idx, np.zeros((0, dim), np.float32), np.zeros(0, np.int64), dim=dim)
         if (np.fromiter(map(len, keys), dtype=np.int64, count=len(keys)) == counts).all():
             flat_keys = list(chain.from_iterable(keys))
         else:
@@ -343,15 +365,18 @@ class _Table:
                 for k in (ks if len(ks) == a.shape[0] else [(b, i, None) for i in range(a.shape[0])])
             ]
         table = dict.fromkeys(flat_keys)  # first occurrences, in order
-        if len(table) == total:  # nothing shared: the rows are the concatenation itself
-            U, first, uid = flat, np.arange(total), np.arange(total)
-        else:
-            row = {k: i for i, k in enumerate(table)}
-            uid = np.fromiter(map(row.__getitem__, flat_keys), dtype=np.int64, count=total)
-            _, first = np.unique(uid, return_index=True)  # ids were given in order of first occurrence
-            U = flat[first]
-        idx[np.arange(width)[None, :] < counts[:, None]] = uid
-        return cls(idx, np.ascontiguousarray(U), first)
+        mask = np.arange(width)[None, :] < counts[:, None]
+        if len(table) == total:  # nothing shared: the rows are the profiles' arrays, in order
+            idx[mask] = np.arange(total)
+            offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
+            np.cumsum(counts, out=offsets[1:])
+            return cls(idx, None, np.arange(total), arrays, offsets, dim)
+        row = {k: i for i, k in enumerate(table)}
+        uid = np.fromiter(map(row.__getitem__, flat_keys), dtype=np.int64, count=total)
+        _, first = np.unique(uid, return_index=True)  # ids were given in order of first occurrence
+        flat = np.concatenate([a for a in arrays if a.shape[0]]).astype(np.float32, copy=False)
+        idx[mask] = uid
+        return cls(idx, np.ascontiguousarray(flat[first]), first, dim=dim)
 
 
 def _lexical_rows(terms: Sequence[QueryTerms], vocab: Mapping[str, int]) -> sparse.csr_matrix:
@@ -402,13 +427,14 @@ class _Sims:
     """Similarities of a table's rows with the papers (cosine + weight x BM25n when ``lexical`` is given):
     all at once when small, else per chunk of subscribers, from a view or one gather of the stacked rows."""
 
-    def __init__(self, U: np.ndarray, P: np.ndarray, lexical: _Lexical | None = None) -> None:
-        self.U, self.P, self.lex = U, P, lexical
-        small = U.shape[0] * P.shape[0] <= ALL_AT_ONCE
-        self.all = self._sims(U, slice(0, U.shape[0])) if (small and U.shape[0]) else None
+    def __init__(self, table: _Table, P: np.ndarray, lexical: _Lexical | None = None) -> None:
+        self.table, self.P, self.lex = table, P, lexical
+        n = table.n_rows
+        small = n * P.shape[0] <= ALL_AT_ONCE
+        self.all = self._sims(slice(0, n)) if (small and n) else None
 
-    def _sims(self, U: np.ndarray, rows: slice | np.ndarray) -> np.ndarray:
-        S: np.ndarray = U @ self.P.T
+    def _sims(self, rows: slice | np.ndarray) -> np.ndarray:
+        S: np.ndarray = self.table.take(rows) @ self.P.T
         if self.lex is not None:
             self.lex.add_to(S, rows)
         return S
@@ -423,8 +449,8 @@ class _Sims:
             return np.zeros((0, self.P.shape[0]), np.float32), idx
         a, b = int(used[0]), int(used[-1]) + 1
         if b - a == used.size:  # contiguous rows (distinct interests): a view, no copy
-            return self._sims(self.U[a:b], slice(a, b)), np.where(has, idx - a, -1)
-        return self._sims(self.U[used], used), np.where(has, np.searchsorted(used, idx), -1)
+            return self._sims(slice(a, b)), np.where(has, idx - a, -1)
+        return self._sims(used), np.where(has, np.searchsorted(used, idx), -1)
 
 
 def _consecutive(loc: np.ndarray, rows: int) -> np.ndarray | None:
@@ -499,6 +525,9 @@ def _candidates(score: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
     if Kc == 0:
         return top, cs
     big = c > Kc
+    if big.mean() > 0.5:  # a loose threshold: partition every row (invalid candidates stay -inf)
+        top = np.argpartition(-score, Kc - 1, axis=1)[:, :Kc]
+        return top, np.take_along_axis(score, top, axis=1)
     few = np.where(big, 0, c)
     r, col = np.nonzero(fin & ~big[:, None]) if big.any() else np.nonzero(fin)
     if r.size:
@@ -706,20 +735,20 @@ def rank_subscribers(
             for t in (p.terms if len(p.terms) == p.positives.shape[0] else (NO_TERMS,) * p.positives.shape[0])
         ]
         lexical = _Lexical([flat_terms[f] for f in pos_t.first.tolist()], papers.terms, params.lexical_weight)
-    sims = _Sims(pos_t.U, P, lexical)
+    sims = _Sims(pos_t, P, lexical)
     negatives = [p.negatives for p in interested]
     if any(map(len, negatives)):
         neg_t = _Table.build(negatives, [p.negative_keys for p in interested], dim)
     else:
         neg_t = _Table.build([], [], dim, rows=len(interested))
-    neg_sims = _Sims(neg_t.U, P)
+    neg_sims = _Sims(neg_t, P)
     no_votes = np.zeros((0, dim), np.float32)
     voters = any(p.votes is not None for p in interested)
     vote_arrays = [p.votes if p.votes is not None and len(p.vote_weights) else no_votes for p in interested] \
         if voters else []
     vote_t = _Table.build(vote_arrays, [p.vote_reasons for p in interested] if voters else [], dim,
                           rows=len(interested))
-    vote_sims = _Sims(vote_t.U, P)
+    vote_sims = _Sims(vote_t, P)
     vote_w = np.zeros(vote_t.idx.shape, dtype=np.float32)
     for b, p in enumerate(interested if voters else ()):
         if p.vote_weights and p.votes is not None:
@@ -783,19 +812,21 @@ def rank_subscribers(
             if push is not None:
                 ok &= push[aff] <= 0
             near = ok & (rel[aff] >= params.topup_min_relevance) & np.isfinite(rel[aff])
-            key = np.where(near, rel[aff], -np.inf)
-            # The best few only: picked papers are among them (they passed the threshold), so
-            # need + picks candidates always suffice.
-            m = min(n, int(need[aff].max()) + int((i_[aff] >= 0).sum(axis=1).max()))
-            cand = np.argpartition(-key, m - 1, axis=1)[:, :m] if m < n else np.broadcast_to(np.arange(n), key.shape)
-            cand = np.take_along_axis(cand, np.argsort(-np.take_along_axis(key, cand, axis=1), axis=1, kind="stable"),
-                                      axis=1)
-            r, slot, paper = _fill(i_, aff, cand, np.take_along_axis(near, cand, axis=1), need[aff])
-            if r.size:
-                g = aff[r]
-                s_[g, slot] = params.relevance_weight * rel[g, paper] + base[paper]
-                l_[g, slot] = _argmax_at(S_pos, loc_pos[g], paper[:, None])[:, 0]
-                kind[g, slot] = 1
+            if near.any():
+                key = np.where(near, rel[aff], -np.inf)
+                # The best few only: picked papers are among them (they passed the threshold), so
+                # need + picks candidates always suffice.
+                m = min(n, int(need[aff].max()) + int((i_[aff] >= 0).sum(axis=1).max()))
+                cand = (np.argpartition(-key, m - 1, axis=1)[:, :m] if m < n
+                        else np.broadcast_to(np.arange(n), key.shape))
+                cand = np.take_along_axis(
+                    cand, np.argsort(-np.take_along_axis(key, cand, axis=1), axis=1, kind="stable"), axis=1)
+                r, slot, paper = _fill(i_, aff, cand, np.take_along_axis(near, cand, axis=1), need[aff])
+                if r.size:
+                    g = aff[r]
+                    s_[g, slot] = params.relevance_weight * rel[g, paper] + base[paper]
+                    l_[g, slot] = _argmax_at(S_pos, loc_pos[g], paper[:, None])[:, 0]
+                    kind[g, slot] = 1
             need2 = np.minimum(caps[aff], params.min_picks) - (i_[aff] >= 0).sum(axis=1)
             more = need2 > 0
             if more.any():
