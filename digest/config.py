@@ -48,9 +48,11 @@ class Settings(BaseSettings):
     embed_batch_size: int = 64
     embed_bf16: bool = Field(
         False,
-        description="Encode under torch bf16 autocast on CPU (about 2x faster). Vectors are cached per precision: "
-        "switching re-encodes the papers and interests it needs, never mixing the two. On the test fixtures the "
-        "top-10 of every interest is the same set as in fp32; near-tied papers may swap places.",
+        description="Encode under torch bf16 autocast on CPU: faster only where the CPU has bf16 instructions "
+        "(AVX512-BF16, AMX); without them it is emulated and slower (bench/embed_speed.py: 0.30x fp32 on a Xeon "
+        "with AVX-512 but no BF16). Vectors are cached per precision: switching re-encodes the papers and "
+        "interests it needs, never mixing the two. On the fixtures bf16 gives the same top-10, in the same "
+        "order, for all 40 labelled phrases.",
     )
     # Ranking knobs (digest/rank.py); defaults justified by bench/ranking_quality.py.
     rank_relevance_weight: float = 1.0
