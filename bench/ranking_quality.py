@@ -300,11 +300,14 @@ def main() -> None:
         per_day = (S >= t).sum(axis=1).mean() * DAY_SIZE / n
         print(f"| {sname:<24} | {t:9.3f} | {p:9.3f} | {r:6.3f} | {f:5.3f} | {ta:6.3f} {tb:6.3f} | {fa:6.3f} {fb:6.3f} "
               f"| {sh[0]:7.3f} / {sh[1]:5.3f} / {sh[2]:5.3f} | {per_day:24.2f} |")
-    p, r, f = prf_at(cos.ravel(), pos.ravel(), params.min_relevance)
-    sh = [(cos[G == g] >= params.min_relevance).mean() for g in (2, 1, 0)]
-    per_day = (cos >= params.min_relevance).sum(axis=1).mean() * DAY_SIZE / n
-    print(f"| {'cosine at shipped 0.25':<24} | {params.min_relevance:9.3f} | {p:9.3f} | {r:6.3f} | {f:5.3f} | "
-          f"{'':>13} | {'':>13} | {sh[0]:7.3f} / {sh[1]:5.3f} / {sh[2]:5.3f} | {per_day:24.2f} |")
+    for label, S, t in ((f"cosine at {BEFORE_13.min_relevance} (before)", cos, BEFORE_13.min_relevance),
+                        (f"shipped: hyb {params.lexical_weight} at {params.min_relevance}",
+                         hybrid(params.lexical_weight)(pq), params.min_relevance)):
+        p, r, f = prf_at(S.ravel(), pos.ravel(), t)
+        sh = [(S[G == g] >= t).mean() for g in (2, 1, 0)]
+        per_day = (S >= t).sum(axis=1).mean() * DAY_SIZE / n
+        print(f"| {label:<24} | {t:9.3f} | {p:9.3f} | {r:6.3f} | {f:5.3f} | "
+              f"{'':>13} | {'':>13} | {sh[0]:7.3f} / {sh[1]:5.3f} / {sh[2]:5.3f} | {per_day:24.2f} |")
 
     # ------------------------------------------------------------------ 5. subscriber-days
     days = make_days(n)
@@ -315,8 +318,8 @@ def main() -> None:
         ("shipped (defaults)", shipped(params)),
         ("shipped, min_picks=0 (no top-up)", shipped(dataclasses.replace(params, min_picks=0))),
         ("shipped, trending 0, min_picks=0", shipped(dataclasses.replace(params, min_picks=0, trending_weight=0.0))),
-        (f"cosine >= {params.min_relevance} (no MMR, trend, top-up)",
-         thresholded(SCORERS["MiniLM cosine"], params.min_relevance)),
+        (f"cosine >= {BEFORE_13.min_relevance} (no MMR, trend, top-up)",
+         thresholded(SCORERS["MiniLM cosine"], BEFORE_13.min_relevance)),
         (f"cosine >= {best['MiniLM cosine']:.3f} (its F1-best)", thresholded(SCORERS["MiniLM cosine"], best["MiniLM cosine"])),
     ]
     for t in sorted({0.40, 0.45, 0.50, t_h, 0.60}):
