@@ -15,7 +15,15 @@ interest phrases (bench/labels) and real Hugging Face listings. Prints plain tab
 
 Methods live in bench/quality/methods.py, one function each (scorers rank, pickers build digests).
 
-Run: .venv/bin/python bench/ranking_quality.py [--verbose]   (--verbose: per-phrase and per-seed tables)
+8. Calibration of the shipped ranking (issue 13): lexical weight x threshold x top-up floor of
+   ``rank_subscribers`` itself (hybrid, MMR, trending, top-up) on the subscriber-days, chosen by digest F1
+   (precision of the picks x share of relevant papers delivered), with a 2-fold check over the phrases.
+
+"shipped rank_subscribers" is the product with the defaults of digest/config.py; "shipped before issue 13"
+the defaults before (cosine only, threshold 0.25, trending 0.1, top-up with the most upvoted papers).
+
+Run: .venv/bin/python bench/ranking_quality.py [--verbose] [--cache]
+  --verbose: per-phrase and per-seed tables; --cache: keep the encodings in the temp dir between runs.
 """
 
 from __future__ import annotations
@@ -38,9 +46,10 @@ from digest.pipeline import rank_params  # noqa: E402
 from quality.data import (  # noqa: E402
     DAY_SIZE, LABELS, Day, corpus_upvotes, grade_matrix, load_corpus, load_labels, load_pooled_listings, make_days,
 )
+from digest.rank import RankParams  # noqa: E402
 from quality.digest_sim import DigestFigures, simulate  # noqa: E402
 from quality.methods import (  # noqa: E402
-    MAX_PAPERS, SCORERS, Picker, Queries, Reference, hybrid, ranking_pickers, shipped, thresholded,
+    BEFORE_13, MAX_PAPERS, SCORERS, Picker, Queries, Reference, hybrid, ranking_pickers, shipped, thresholded,
 )
 from quality.metrics import (  # noqa: E402
     best_f1_threshold, ndcg_at, precision_at, prf_at, quantiles, recall_at, signflip_p,
@@ -111,10 +120,74 @@ def print_digest(rows: list[tuple[str, DigestFigures]]) -> None:
               f"{f.ndcg:7.3f} |")
 
 
+def encode_all(emb: Embedder, cache: bool, *groups: list[str]) -> list[np.ndarray]:
+    """Each group of texts encoded; with ``cache``, kept in the temp dir keyed by model, precision and texts."""
+    import hashlib
+    import tempfile
+
+    key = hashlib.sha256("\x01".join([emb.name, emb.precision, *("\x00".join(g) for g in groups)]).encode())
+    path = Path(tempfile.gettempdir()) / f"papers-digest-quality-{key.hexdigest()[:16]}.npz"
+    if cache and path.exists():
+        with np.load(path) as z:
+            return [z[f"g{i}"] for i in range(len(groups))]
+    out = [emb.encode(g) for g in groups]
+    if cache:
+        np.savez(path, **{f"g{i}": v for i, v in enumerate(out)})
+    return out
+
+
+def calibrate(ref: Reference, phrases: list, PH: np.ndarray, G: np.ndarray, days: list[Day],
+              params: RankParams) -> None:
+    """Section 8: the shipped ranking over a grid of (lexical weight, threshold, top-up floor); each
+    setting scored by digest F1 = 2 P R / (P + R) with P = precision of the picks, R = relevant delivered.
+    2-fold: the best setting on even-numbered phrases scored on odd ones, and the reverse."""
+    even = np.arange(len(phrases)) % 2 == 0
+    halves = {}
+    for name, m in (("all", np.ones(len(phrases), bool)), ("even", even), ("odd", ~even)):
+        idx = np.flatnonzero(m)
+        halves[name] = (Queries.build(ref, [phrases[k].text for k in idx], PH[idx]), G[idx])
+
+    def f1(f: DigestFigures) -> float:
+        return 2 * f.precision * f.delivered / max(f.precision + f.delivered, 1e-9)
+
+    grid = [(w, t, fl) for w in (0.25, 0.5, 1.0) for t in np.round(np.arange(0.35, 0.86, 0.05), 2)
+            for fl in (0.0, 0.2, 0.3)]
+    results: dict[tuple, dict[str, DigestFigures]] = {}
+    for w, t, fl in grid:
+        p = dataclasses.replace(params, lexical_weight=w, min_relevance=float(t), topup_min_relevance=fl)
+        results[(w, t, fl)] = {h: simulate(shipped(p), ref, q, g, days) for h, (q, g) in halves.items()}
+    print("| lexical w | threshold | top-up floor | digest F1 | precision | delivered | top-1 rel | none rel | "
+          "nDCG@10 | picks |")
+    print("|-----------|-----------|--------------|-----------|-----------|-----------|-----------|----------|"
+          "---------|-------|")
+    ranked = sorted(results, key=lambda k: -f1(results[k]["all"]))
+    for key in ranked[:12]:
+        f = results[key]["all"]
+        print(f"| {key[0]:9} | {key[1]:9.2f} | {key[2]:12} | {f1(f):9.3f} | {f.precision:9.3f} | {f.delivered:9.3f} | "
+              f"{f.top1:9.3f} | {f.none_relevant:8.3f} | {f.ndcg:7.3f} | {f.picks_per_digest:5.2f} |")
+    cur = (params.lexical_weight, round(params.min_relevance, 2), params.topup_min_relevance)
+    if cur in results:
+        f = results[cur]["all"]
+        print(f"| shipped: {cur[0]} | {cur[1]:9.2f} | {cur[2]:12} | {f1(f):9.3f} | {f.precision:9.3f} | "
+              f"{f.delivered:9.3f} | {f.top1:9.3f} | {f.none_relevant:8.3f} | {f.ndcg:7.3f} | {f.picks_per_digest:5.2f} |")
+    print("\n2-fold check (setting chosen on one half of the phrases by digest F1, scored on the other):\n")
+    print("| chosen on | lexical w | threshold | top-up floor | F1 there | F1 held out | F1 of the shipped setting "
+          "on the held-out half |")
+    print("|-----------|-----------|-----------|--------------|----------|-------------|"
+          "------------------------------------------|")
+    for a, b in (("even", "odd"), ("odd", "even")):
+        best = max(results, key=lambda k: f1(results[k][a]))
+        held = f1(results[best][b])
+        mine = f1(results[cur][b]) if cur in results else float("nan")
+        print(f"| {a:<9} | {best[0]:9} | {best[1]:9.2f} | {best[2]:12} | {f1(results[best][a]):8.3f} | {held:11.3f} | "
+              f"{mine:40.3f} |")
+
+
 # ---------------------------------------------------------------------------------------------- main
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--verbose", action="store_true", help="per-phrase and per-seed tables")
+    ap.add_argument("--cache", action="store_true", help="keep the encodings in the temp dir between runs")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -128,12 +201,8 @@ def main() -> None:
     docs = [paper_text(t, a) for t, a in zip(corpus.titles, corpus.abstracts)]
     pooled_docs = [paper_text(p.title, p.abstract) for p in pooled]
 
-    T = emb.encode(list(corpus.titles))
-    A = emb.encode(list(corpus.abstracts))
-    D = emb.encode(docs)
-    PH = emb.encode([p.text for p in phrases])
-    PD = emb.encode(pooled_docs)
-    KQ = emb.encode(kw_queries)
+    T, A, D, PH, PD, KQ = encode_all(emb, args.cache, list(corpus.titles), list(corpus.abstracts), docs,
+                                     [p.text for p in phrases], pooled_docs, kw_queries)
     t_enc = time.perf_counter() - t0
 
     n = len(corpus)
@@ -231,22 +300,26 @@ def main() -> None:
         per_day = (S >= t).sum(axis=1).mean() * DAY_SIZE / n
         print(f"| {sname:<24} | {t:9.3f} | {p:9.3f} | {r:6.3f} | {f:5.3f} | {ta:6.3f} {tb:6.3f} | {fa:6.3f} {fb:6.3f} "
               f"| {sh[0]:7.3f} / {sh[1]:5.3f} / {sh[2]:5.3f} | {per_day:24.2f} |")
-    p, r, f = prf_at(cos.ravel(), pos.ravel(), params.min_relevance)
-    sh = [(cos[G == g] >= params.min_relevance).mean() for g in (2, 1, 0)]
-    per_day = (cos >= params.min_relevance).sum(axis=1).mean() * DAY_SIZE / n
-    print(f"| {'cosine at shipped 0.25':<24} | {params.min_relevance:9.3f} | {p:9.3f} | {r:6.3f} | {f:5.3f} | "
-          f"{'':>13} | {'':>13} | {sh[0]:7.3f} / {sh[1]:5.3f} / {sh[2]:5.3f} | {per_day:24.2f} |")
+    for label, S, t in ((f"cosine at {BEFORE_13.min_relevance} (before)", cos, BEFORE_13.min_relevance),
+                        (f"shipped: hyb {params.lexical_weight} at {params.min_relevance}",
+                         hybrid(params.lexical_weight)(pq), params.min_relevance)):
+        p, r, f = prf_at(S.ravel(), pos.ravel(), t)
+        sh = [(S[G == g] >= t).mean() for g in (2, 1, 0)]
+        per_day = (S >= t).sum(axis=1).mean() * DAY_SIZE / n
+        print(f"| {label:<24} | {t:9.3f} | {p:9.3f} | {r:6.3f} | {f:5.3f} | "
+              f"{'':>13} | {'':>13} | {sh[0]:7.3f} / {sh[1]:5.3f} / {sh[2]:5.3f} | {per_day:24.2f} |")
 
     # ------------------------------------------------------------------ 5. subscriber-days
     days = make_days(n)
     t_h = best[f"hybrid cos+{HYBRID_W} BM25n"]
     hyb_s = hybrid(HYBRID_W)
     rows: list[tuple[str, Picker]] = [
+        ("shipped before issue 13", shipped(BEFORE_13)),
         ("shipped (defaults)", shipped(params)),
         ("shipped, min_picks=0 (no top-up)", shipped(dataclasses.replace(params, min_picks=0))),
         ("shipped, trending 0, min_picks=0", shipped(dataclasses.replace(params, min_picks=0, trending_weight=0.0))),
-        (f"cosine >= {params.min_relevance} (no MMR, trend, top-up)",
-         thresholded(SCORERS["MiniLM cosine"], params.min_relevance)),
+        (f"cosine >= {BEFORE_13.min_relevance} (no MMR, trend, top-up)",
+         thresholded(SCORERS["MiniLM cosine"], BEFORE_13.min_relevance)),
         (f"cosine >= {best['MiniLM cosine']:.3f} (its F1-best)", thresholded(SCORERS["MiniLM cosine"], best["MiniLM cosine"])),
     ]
     for t in sorted({0.40, 0.45, 0.50, t_h, 0.60}):
@@ -268,8 +341,9 @@ def main() -> None:
           "from a real listing's).\n")
     print("| ranking                                  | w    | top-1 rel | delivered | nDCG@10 | precision | upvote pct |")
     print("|------------------------------------------|------|-----------|-----------|---------|-----------|------------|")
-    for w in (0.0, 0.05, 0.1, 0.2):
-        for name, pk in (("shipped (defaults otherwise)", shipped(dataclasses.replace(params, trending_weight=w))),
+    for w in (0.0, 0.02, 0.05, 0.1, 0.2):
+        for name, pk in (("shipped before issue 13", shipped(dataclasses.replace(BEFORE_13, trending_weight=w))),
+                         ("shipped (defaults otherwise)", shipped(dataclasses.replace(params, trending_weight=w))),
                          (f"hybrid {HYBRID_W} >= {t_h:.3f}", thresholded(hyb_s, t_h, trending_weight=w)),
                          (f"hybrid {HYBRID_W} >= {t_h:.3f}, top-up 3 by hybrid",
                           thresholded(hyb_s, t_h, trending_weight=w, top_up=3))):
@@ -315,6 +389,11 @@ def main() -> None:
                     ("short phrase vs grade-0 paper", cos[G == 0])):
         p10, p50, p90 = np.percentile(v, [10, 50, 90])
         print(f"| {name:<35} | {p10:5.2f} | {p50:5.2f} | {p90:5.2f} | {(v >= 0.25).mean():>13.3f} |")
+    # ------------------------------------------------------------------ 8. calibration of the shipped ranking
+    print(f"\n8. Calibration of the shipped ranking (rank_subscribers: hybrid, MMR, trending {params.trending_weight}, "
+          f"top-up to {params.min_picks}) on the subscriber-days\n   of section 5; the 12 best settings by digest F1, "
+          "then the shipped one\n")
+    calibrate(ref, phrases, PH, G, days, params)
     print(f"\ntotal {time.perf_counter() - t0:.1f} s")
 
 

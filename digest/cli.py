@@ -141,19 +141,40 @@ def subscribers_add(
     not_interested: Annotated[list[str] | None, typer.Option("--not-interested", help="A topic to push down (repeatable).")] = None,
     include: Annotated[list[str] | None, typer.Option("--include", help="Keyword a paper must contain (repeatable).")] = None,
     exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Keyword that removes a paper (repeatable).")] = None,
-    seed_paper: Annotated[list[str] | None, typer.Option("--seed-paper", help="arXiv id of a paper you like (repeatable).")] = None,
+    seed_paper: Annotated[list[str] | None, typer.Option(
+        "--seed-paper", help="A paper you like: arXiv id (with or without version) or arXiv / Hugging Face link "
+        "(repeatable). Papers not stored yet are fetched from Hugging Face.")] = None,
     max_papers: Annotated[int, typer.Option("--max-papers", help="Papers per digest.")] = 10,
     name: Annotated[str | None, typer.Option("--name", help="Display name.")] = None,
+    seed_file: Annotated[Path | None, typer.Option(
+        "--seed-file", help="A BibTeX file (Zotero, Mendeley export): its arXiv ids or titles become seed papers.",
+    )] = None,
 ) -> None:
     """Add an active subscriber."""
-    engine = pipeline.open_store(settings())
+    from digest.models import normalise_email
+    from digest.seeds import resolve_seed_papers, seeds_from_bibtex
+
+    s = settings()
+    normalise_email(email)  # a bad address is refused before anything is fetched
+    engine = pipeline.open_store(s)
+    seeds = resolve_seed_papers(engine, s, seed_paper or [])
+    skipped = ""
+    if seed_file is not None:
+        found = seeds_from_bibtex(engine, s, seed_file)
+        seeds += [a for a in found.ids if a not in seeds]
+        if found.skipped:
+            skipped = (f"skipped {len(found.skipped)} of {found.entries} BibTeX entries: "
+                       + "; ".join(f"{key} ({why})" for key, why in found.skipped))
     with session_factory(engine).begin() as session:
         sub = add_subscriber(
             session, email, name=name, interests=interest or [], negative_interests=not_interested or [],
-            include_keywords=include or [], exclude_keywords=exclude or [], seed_papers=seed_paper or [],
+            include_keywords=include or [], exclude_keywords=exclude or [], seed_papers=seeds,
             max_papers=max_papers,
         )
-    out.print(f"added {sub.email} ({len(sub.interests)} interests)", highlight=False)
+    out.print(f"added {sub.email} ({len(sub.interests)} interests, {len(sub.seed_papers)} seed papers)",
+              highlight=False)
+    if skipped:
+        err.print(f"[yellow]warning:[/] {skipped}", highlight=False, soft_wrap=True)
 
 
 @subs_app.command("list")

@@ -47,13 +47,26 @@ class Settings(BaseSettings):
     # Embeddings and ranking (issue: ranking)
     model_name: str = "all-MiniLM-L6-v2"
     embed_batch_size: int = 64
-    embed_bf16: bool = Field(False, description="Encode under torch bf16 autocast on CPU (about 2x faster).")
+    embed_bf16: bool = Field(
+        False,
+        description="Encode under torch bf16 autocast on CPU: faster only where the CPU has bf16 instructions "
+        "(AVX512-BF16, AMX); without them it is emulated and slower (bench/embed_speed.py: 0.30x fp32 on a Xeon "
+        "with AVX-512 but no BF16). Vectors are cached per precision: switching re-encodes the papers and "
+        "interests it needs, never mixing the two. On the fixtures bf16 gives the same top-10, in the same "
+        "order, for all 40 labelled phrases.",
+    )
     # Ranking knobs (digest/rank.py); defaults justified by bench/ranking_quality.py.
     rank_relevance_weight: float = 1.0
-    rank_trending_weight: float = Field(0.1, description="Weight of log1p(upvotes), normalised in the window.")
+    rank_trending_weight: float = Field(
+        0.05, description="Weight of log1p(upvotes), normalised in the window. bench/ranking_quality.py: 0.05 costs "
+        "~0.5 point of top-1 relevance, 0.1 ~3.6, 0.2 ~12.6 (upvotes independent of relevance).",
+    )
     rank_age_weight: float = Field(0.02, description="Weight of freshness (1 today, 0 at the window's age).")
     rank_negative_weight: float = Field(1.0, description="How hard a negative interest pushes a paper down.")
-    rank_min_relevance: float = Field(0.25, description="Papers below this relevance are never picked.")
+    rank_min_relevance: float = Field(
+        0.65, description="Papers below this relevance are never picked (except by the top-up). Calibrated on the "
+        "labelled phrases for the hybrid with rank_lexical_weight 1.0 (bench/ranking_quality.py, sections 4 and 8).",
+    )
     rank_min_picks: int = Field(
         3, ge=0,
         description="A subscriber with interests whose digest has fewer papers above rank_min_relevance is "
@@ -63,6 +76,37 @@ class Settings(BaseSettings):
     rank_negative_floor: float = Field(0.25, description="Similarity to a negative interest below this is ignored.")
     rank_mmr_lambda: float = Field(0.85, description="1 = pure score, lower = more diverse picks.")
     rank_window_days: int = Field(7, ge=1, description="Longest window after a missed digest, in days.")
+    rank_lexical_weight: float = Field(
+        1.0, ge=0, description="w in relevance = cosine + w x BM25n of the interest against the paper's title, "
+        "abstract and AI keywords (idf over the stored papers). 0 = cosine only.",
+    )
+    rank_topup_min_relevance: float = Field(
+        0.2, description="The top-up to rank_min_picks takes the most relevant remaining papers down to this "
+        "relevance (reason 'closest: ...'), then the most upvoted ('trending'): below it relevance says nothing "
+        "(half of the unrelated phrase-paper pairs score 0.18 or more).",
+    )
+    rank_rising_weight: float = Field(
+        0.05, ge=0, description="Weight of the rising signal (upvotes gained per hour over the last 48 h, log "
+        "scale, 1 at 10 an hour); shown as the reason where it decides a pick. Like trending it is a popularity "
+        "signal in [0, 1]: bench/ranking_quality.py's trending sweep bounds its cost (upvotes independent of "
+        "relevance, the worst case): popularity weight 0.1 in all (trending 0.05 + rising 0.05) costs 0.5 point "
+        "of top-1 relevance.",
+    )
+    rank_like_weight: float = Field(
+        0.15, ge=0, description="Most a 'more like this' vote (or all of them together) adds to the relevance "
+        "of papers like the voted one.",
+    )
+    rank_dislike_weight: float = Field(
+        0.3, ge=0, description="Most a 'less like this' vote (or all of them together) takes from the "
+        "relevance of papers like the voted one.",
+    )
+    rank_vote_floor: float = Field(
+        0.45, ge=0, lt=1, description="A vote affects only papers whose cosine with the voted paper exceeds this "
+        "(about 1 pair of papers in 5 on real listings); its effect grows linearly up to rank_vote_full.",
+    )
+    rank_vote_full: float = Field(
+        0.7, gt=0, le=1, description="Cosine with the voted paper at which a vote has its full effect.",
+    )
 
     # Mail (issue: email)
     smtp_host: str | None = None

@@ -16,7 +16,10 @@ from sqlalchemy.orm import Session
 
 from digest.store.db import session_factory
 from digest.store.embeddings import (
+    BF16,
+    FP32,
     interest_vectors,
+    paper_vectors,
     papers_needing_embedding,
     save_interest_vectors,
     save_paper_vectors,
@@ -72,7 +75,8 @@ def paper_text(title: str, abstract: str) -> str:
 class Embedder:
     """Encodes texts into L2-normalised float32 vectors, in batches of ``batch_size``.
 
-    ``name`` is the model name stored with every cached vector (``Settings.model_name``)."""
+    ``name`` is the model name stored with every cached vector (``Settings.model_name``), ``precision``
+    the precision the model runs at (``bf16``: under torch bf16 autocast); both key the cache."""
 
     def __init__(self, name: str = DEFAULT_MODEL, batch_size: int = 64, bf16: bool = False) -> None:
         self.name = name
@@ -83,6 +87,10 @@ class Embedder:
     @classmethod
     def from_settings(cls, settings: Any) -> Embedder:
         return cls(settings.model_name, settings.embed_batch_size, getattr(settings, "embed_bf16", False))
+
+    @property
+    def precision(self) -> str:
+        return BF16 if self.bf16 else FP32
 
     @property
     def model(self) -> Any:
@@ -138,7 +146,7 @@ def embed_missing(
     total = 0
     ids = list(arxiv_ids) if arxiv_ids is not None else None
     with _session_scope(engine_or_session) as session:
-        rows = papers_needing_embedding(session, embedder.name, ids, start, end)
+        rows = papers_needing_embedding(session, embedder.name, ids, start, end, embedder.precision)
         todo = [(r.arxiv_id, r.content_hash, paper_text(r.title, r.abstract)) for r in rows]
     if not todo:
         return 0
@@ -146,7 +154,7 @@ def embed_missing(
         chunk = todo[i : i + COMMIT_EVERY]
         vecs = embedder.encode([t for _, _, t in chunk])
         with _session_scope(engine_or_session) as session:
-            save_paper_vectors(session, embedder.name, [_Ref(a, h) for a, h, _ in chunk], vecs)
+            save_paper_vectors(session, embedder.name, [_Ref(a, h) for a, h, _ in chunk], vecs, embedder.precision)
         total += len(chunk)
         log.info("embedded %d/%d papers with %s", total, len(todo), embedder.name)
     return total
@@ -164,12 +172,17 @@ def encode_texts(session: Session | None, embedder: Embedder, texts: Iterable[st
     """Vectors of interest texts: cached ones from the store, the rest in one ``encode`` call (deduped),
     then cached. ``session=None`` skips the cache."""
     unique = list(dict.fromkeys(t for t in texts if t))
-    found = interest_vectors(session, embedder.name, unique) if session is not None else {}
+    found = interest_vectors(session, embedder.name, unique, embedder.precision) if session is not None else {}
     missing = [t for t in unique if t not in found]
     if missing:
         vecs = embedder.encode(missing)
         new = dict(zip(missing, vecs, strict=True))
         if session is not None:
-            save_interest_vectors(session, embedder.name, new)
+            save_interest_vectors(session, embedder.name, new, embedder.precision)
         found.update(new)
     return found
+
+
+def stored_paper_vectors(session: Session, embedder: Embedder, arxiv_ids: Iterable[str]) -> dict[str, np.ndarray]:
+    """The cached vectors of ``arxiv_ids`` for this embedder's model and precision (missing ones absent)."""
+    return paper_vectors(session, embedder.name, arxiv_ids, embedder.precision)

@@ -89,17 +89,7 @@ def digest_window(day: date, last_digest: date | None = None, max_days: int = 7)
 def rank_params(settings: Settings) -> RankParams:
     from digest.rank import RankParams
 
-    return RankParams(
-        relevance_weight=settings.rank_relevance_weight,
-        trending_weight=settings.rank_trending_weight,
-        age_weight=settings.rank_age_weight,
-        negative_weight=settings.rank_negative_weight,
-        negative_floor=settings.rank_negative_floor,
-        min_relevance=settings.rank_min_relevance,
-        mmr_lambda=settings.rank_mmr_lambda,
-        window_days=settings.rank_window_days,
-        min_picks=settings.rank_min_picks,
-    )
+    return RankParams.from_settings(settings)
 
 
 @dataclass(frozen=True)
@@ -126,9 +116,9 @@ def rank(
     date of their last digest (window: see ``digest_window``). Embeds the window's missing papers first;
     one model load and one encode call for all interest texts."""
     from digest.embed import Embedder, embed_missing
-    from digest.profiles import build_profiles
-    from digest.rank import PaperMatrix, rank_subscribers
-    from digest.store.embeddings import paper_vectors
+    from digest.profiles import build_profiles, candidate_matrix
+    from digest.rank import rank_subscribers
+    from digest.embed import stored_paper_vectors
     from digest.store.papers import papers_between
     from digest.store.subscribers import list_subscribers
 
@@ -146,10 +136,11 @@ def rank(
     embedded = embed_missing(engine, embedder, None, start, day)
     with session_factory(engine).begin() as session:
         papers = papers_between(session, start, day)
-        vectors = paper_vectors(session, embedder.name, [p.arxiv_id for p in papers])
+        vectors = stored_paper_vectors(session, embedder, [p.arxiv_id for p in papers])
         profiles = build_profiles(session, subs, embedder)
+        matrix = candidate_matrix(session, papers, vectors)
     ranking = rank_subscribers(
-        profiles, PaperMatrix.from_papers(papers, vectors), day, exclude=exclude,
+        profiles, matrix, day, exclude=exclude,
         window_start={sid: w[0] for sid, w in windows.items()}, params=rank_params(settings),
     )
     return RankResult(day, subs, ranking.as_dict(), embedded)

@@ -2,36 +2,73 @@
 
 For every subscriber at once (chunks of subscribers, matrix products):
 
-* relevance of a paper = max over the subscriber's positive vectors (interests, seed papers, liked papers)
-  of the cosine similarity, minus ``negative_weight`` x how far the max similarity to a negative vector
-  exceeds ``negative_floor`` (unrelated texts score 0.1-0.25 with MiniLM: only real matches push down);
+* relevance of a paper to one positive (an interest, a seed paper) = cosine + ``lexical_weight`` x BM25n
+  of the positive's terms against the paper's title, abstract and AI keywords (``digest.bm25``; a positive
+  without terms is cosine only). A subscriber's relevance is the max over their positives,
+* minus ``negative_weight`` x how far the max cosine to a negative interest exceeds ``negative_floor``
+  (unrelated texts score 0.1-0.25 with MiniLM: only real matches push down),
+* plus the local effect of the subscriber's votes: a vote moves only the papers *like the voted one*, by
+  the kernel k(s) = clip((s - vote_floor) / (vote_full - vote_floor), 0, 1) of their cosine s with it,
+  times the vote's weight a in (0, 1] (it decays with the vote's age: ``digest.profiles``). On the real
+  listings (tests/fixtures/hf) two papers of different days have cosine 0.35 (median), 0.45 (p80), 0.50
+  (p90), 0.62 (p99), and a paper's nearest neighbour in the next listing 0.56 (median): the floor 0.45
+  leaves four papers in five untouched and the kernel is full for papers closer than almost any pair. Likes add
+  ``like_weight`` x min(1, sum a k), dislikes subtract ``dislike_weight`` x min(1, sum a k): bounded in
+  total, whatever the number of votes, so votes never outweigh the declared interests;
 * hard filters: the subscriber's window of listing dates, already-sent papers (``exclude``), include /
-  exclude keywords, and ``min_relevance``;
-* score = ``relevance_weight`` x relevance + ``trending_weight`` x trend + ``age_weight`` x freshness,
-  where trend = log1p(upvotes) normalised to [0, 1] within the candidate papers and freshness = 1 for a
+  exclude keywords (whole words, any case, phrases allowed: ``keyword_pattern``), and ``min_relevance``;
+* score = ``relevance_weight`` x relevance + ``trending_weight`` x trend + ``rising_weight`` x rising +
+  ``age_weight`` x freshness, where trend = log1p(upvotes) normalised to [0, 1] within the candidate papers,
+  rising = the upvote velocity on a fixed scale (``PaperMatrix.from_papers``) and freshness = 1 for a
   paper listed on the digest day, falling linearly to 0 at ``window_days`` old;
 * selection: maximal marginal relevance over the top ``max_papers x candidates_per_pick`` candidates, with
-  a quota per positive vector (``max_papers // n`` each, at least 1) that is filled before the rest
-  goes by MMR score;
-* a subscriber with positive vectors who gets fewer than ``min(min_picks, max_papers)`` picks above the
-  threshold is topped up to that many with the most upvoted of their allowed papers (same window,
-  already-sent set and keyword filters; never a paper a negative interest pushes down), reason "trending";
-* a subscriber without any positive vector gets the most upvoted papers of the window ("trending").
+  a quota per positive (``max_papers // n`` each, at least 1) that is filled before the rest goes by MMR
+  score (votes have no quota);
+* a subscriber with positives who gets fewer than ``min(min_picks, max_papers)`` picks above the threshold
+  is topped up to that many: first with the most relevant remaining papers whose relevance is at least
+  ``topup_min_relevance`` (reason "closest: <the positive's reason>"), then with the most upvoted ones
+  ("trending"); same window, already-sent set and keyword filters, never a paper a negative interest or
+  a dislike pushes down;
+* a subscriber without any positive gets the most upvoted papers of the window ("trending").
+
+Reasons: the positive that gave the max ("interest: x", "seed paper: id"); "liked: id" when a vote lifted
+the paper over ``min_relevance``; "rising: +N upvotes since T" when the rising term decided the pick
+(without it, the best paper left out would have scored higher).
+
+Speed: the distinct vectors of all subscribers are deduplicated (by key: the same interest text is one
+vector) and stacked once; each chunk multiplies a view or one gather of them with the papers.
 """
 
 from __future__ import annotations
 
 import gc
+import math
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from itertools import chain
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
+from typing import Any
 
 import numpy as np
+from scipy import sparse
 
+from digest.bm25 import NO_TERMS, Lexicon, PaperTerms, QueryTerms, document
 from digest.models import Paper, Pick
 
 TRENDING = "trending"
+CLOSEST = "closest"
+RISING = "rising"
+LIKED = "liked"
+# The rising signal: upvotes gained per hour, on a fixed log scale that reaches 1 at RISING_FULL per hour
+# (a paper of the day's top few gains ~100-300 in its first day: ~4-12 an hour). Fewer than RISING_MIN_GAIN
+# upvotes gained is no rise.
+# Similarities of all distinct vectors with the papers are computed at once up to this many values
+# (128 MB of float32), else per chunk of subscribers.
+ALL_AT_ONCE = 32_000_000
+RISING_FULL = 10.0
+RISING_MIN_GAIN = 5
 
 
 @contextmanager
@@ -49,6 +86,10 @@ def _gc_paused() -> Iterator[None]:
 
 @dataclass(frozen=True, slots=True)
 class RankParams:
+    """The knobs of the ranking. The defaults here are the plain cosine ranking (no lexical half, no rising
+    signal, a top-up with trending papers only); what the product ships is ``digest.config.Settings``'
+    ``rank_*`` values, read by ``from_settings`` and calibrated by bench/ranking_quality.py."""
+
     relevance_weight: float = 1.0
     trending_weight: float = 0.1
     age_weight: float = 0.02
@@ -59,7 +100,36 @@ class RankParams:
     window_days: int = 7
     candidates_per_pick: int = 3
     chunk_size: int = 8192
-    min_picks: int = 3  # top up with trending papers to this many when too few pass min_relevance; 0 = off
+    min_picks: int = 3  # top up to this many when too few pass min_relevance; 0 = off
+    lexical_weight: float = 0.0  # w in relevance = cosine + w x BM25n
+    topup_min_relevance: float = math.inf  # the top-up takes the most relevant papers down to this, then trending
+    rising_weight: float = 0.0
+    like_weight: float = 0.15
+    dislike_weight: float = 0.3
+    vote_floor: float = 0.45
+    vote_full: float = 0.7
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> RankParams:
+        """The knobs of ``digest.config.Settings`` (``rank_*``)."""
+        return cls(
+            relevance_weight=settings.rank_relevance_weight,
+            trending_weight=settings.rank_trending_weight,
+            age_weight=settings.rank_age_weight,
+            negative_weight=settings.rank_negative_weight,
+            negative_floor=settings.rank_negative_floor,
+            min_relevance=settings.rank_min_relevance,
+            mmr_lambda=settings.rank_mmr_lambda,
+            window_days=settings.rank_window_days,
+            min_picks=settings.rank_min_picks,
+            lexical_weight=settings.rank_lexical_weight,
+            topup_min_relevance=settings.rank_topup_min_relevance,
+            rising_weight=settings.rank_rising_weight,
+            like_weight=settings.rank_like_weight,
+            dislike_weight=settings.rank_dislike_weight,
+            vote_floor=settings.rank_vote_floor,
+            vote_full=settings.rank_vote_full,
+        )
 
 
 @dataclass(frozen=True)
@@ -71,24 +141,49 @@ class PaperMatrix:
     upvotes: np.ndarray  # (n,) int
     listing_dates: np.ndarray  # (n,) datetime64[D]
     texts: tuple[str, ...]  # lower-cased title + abstract + ai keywords, for keyword filters
+    terms: PaperTerms | None = None  # the lexical side of relevance (None: cosine only)
+    rising: np.ndarray | None = None  # (n,) in [0, 1]
+    rising_reasons: tuple[str, ...] = ()  # per paper: "rising: +N upvotes since T", "" when not rising
 
     @classmethod
-    def from_papers(cls, papers: Sequence[Paper], vectors: Mapping[str, np.ndarray]) -> PaperMatrix:
-        """Papers without a vector are left out (embed them first)."""
+    def from_papers(
+        cls,
+        papers: Sequence[Paper],
+        vectors: Mapping[str, np.ndarray],
+        lexicon: Lexicon | None = None,
+        rises: Mapping[str, tuple[int, datetime, float]] | None = None,
+    ) -> PaperMatrix:
+        """Papers without a vector are left out (embed them first). ``lexicon``: the BM25 reference
+        statistics (``digest.lexicon``); without it relevance is cosine only. ``rises[arxiv_id]``: upvotes
+        gained, since when, and per hour (``digest.store.upvotes``)."""
         kept = [p for p in papers if p.arxiv_id in vectors]
         dim = next(iter(vectors.values())).shape[0] if vectors else 0
         mat = (
             np.stack([vectors[p.arxiv_id] for p in kept]).astype(np.float32, copy=False)
             if kept else np.zeros((0, dim), np.float32)
         )
+        docs = [document(p.title, p.abstract, p.ai_keywords) for p in kept]
+        rising = None
+        rising_reasons: tuple[str, ...] = ()
+        if rises:
+            rising = np.zeros(len(kept), dtype=np.float32)
+            why = [""] * len(kept)
+            for j, p in enumerate(kept):
+                r = rises.get(p.arxiv_id)
+                if r is None or r[0] < RISING_MIN_GAIN or r[2] <= 0:
+                    continue
+                rising[j] = min(1.0, math.log1p(r[2]) / math.log1p(RISING_FULL))
+                why[j] = f"{RISING}: +{r[0]} upvotes since {r[1]:%Y-%m-%d %H:%M} UTC"
+            rising_reasons = tuple(why)
         return cls(
             ids=tuple(p.arxiv_id for p in kept),
             vectors=mat,
             upvotes=np.array([p.upvotes for p in kept], dtype=np.int64),
             listing_dates=np.array([p.listing_date for p in kept], dtype="datetime64[D]"),
-            texts=tuple(
-                " ".join((p.title, p.abstract, " ".join(p.ai_keywords))).lower() for p in kept
-            ),
+            texts=tuple(d.lower() for d in docs),
+            terms=lexicon.papers(docs) if lexicon is not None else None,
+            rising=rising,
+            rising_reasons=rising_reasons,
         )
 
     def __len__(self) -> int:
@@ -97,7 +192,8 @@ class PaperMatrix:
 
 @dataclass(frozen=True)
 class Profile:
-    """One subscriber's vectors and filters. ``reasons[i]`` explains ``positives[i]``."""
+    """One subscriber's vectors and filters. ``reasons[i]`` explains ``positives[i]``; ``terms[i]`` is the
+    lexical side of ``positives[i]`` (empty: cosine only)."""
 
     subscriber_id: int
     positives: np.ndarray  # (k, d) float32
@@ -112,6 +208,12 @@ class Profile:
     # no sharing for negatives.
     keys: tuple[str, ...] = ()
     negative_keys: tuple[str, ...] = ()
+    terms: tuple[QueryTerms, ...] = ()
+    # Votes: the voted papers' vectors, signed weights (+ more like this, - less like this, in [-1, 1],
+    # decayed with age) and their reasons ("liked: id", "disliked: id"), keyed by the paper's id.
+    votes: np.ndarray | None = None  # (v, d) float32
+    vote_weights: tuple[float, ...] = ()
+    vote_reasons: tuple[str, ...] = ()
 
     @property
     def has_interests(self) -> bool:
@@ -120,13 +222,15 @@ class Profile:
 
 @dataclass
 class Ranking:
-    """The picks of all subscribers as arrays; ``picks(subscriber_id)`` builds the ``Pick`` list."""
+    """The picks of all subscribers as arrays; ``picks(subscriber_id)`` builds the ``Pick`` list.
+
+    ``labels[i, r]`` >= 0 indexes ``reasons[i]``; -1 = trending."""
 
     paper_ids: tuple[str, ...]
     subscriber_ids: list[int]
     index: np.ndarray  # (S, cap) paper index per rank, -1 = none
     scores: np.ndarray  # (S, cap) float32
-    labels: np.ndarray  # (S, cap) which positive vector matched; -1 = trending
+    labels: np.ndarray  # (S, cap) which reason explains the pick; -1 = trending
     reasons: list[tuple[str, ...]]
     _row: dict[int, int] = field(default_factory=dict)
 
@@ -152,11 +256,22 @@ class Ranking:
             return {sid: self._picks_of_row(i, scores[i]) for i, sid in enumerate(self.subscriber_ids)}
 
 
+# ------------------------------------------------------------------------------------------ filters
+
+
+def keyword_pattern(keyword: str) -> re.Pattern[str]:
+    """A keyword as subscribers mean it: whole words, any case, a plural 's' allowed, a phrase's words
+    separated by spaces or hyphens (``RL`` matches "RL-tuned" but not "world"; ``world model`` matches
+    "World Models" but not "world-class model")."""
+    words = [re.escape(w) for w in re.split(r"[\s\-]+", keyword.strip()) if w]
+    return re.compile(r"(?<!\w)" + r"[\s\-]+".join(words) + r"(?:e?s)?(?!\w)", re.IGNORECASE)
+
+
 def _keyword_mask(papers: PaperMatrix, cache: dict[str, np.ndarray], kw: str) -> np.ndarray:
     m = cache.get(kw)
     if m is None:
-        k = kw.lower()
-        m = np.fromiter((k in t for t in papers.texts), dtype=bool, count=len(papers))
+        search = keyword_pattern(kw).search
+        m = np.fromiter((search(t) is not None for t in papers.texts), dtype=bool, count=len(papers))
         cache[kw] = m
     return m
 
@@ -195,98 +310,253 @@ def _allowed(
     return allowed
 
 
-def _index_vectors(
-    profiles: Sequence[Profile], negative: bool, table: dict[object, int], store: list[np.ndarray]
-) -> np.ndarray:
-    """(S, K) row of each profile's vectors in ``store`` (deduplicated by key), -1 = padding."""
-    counts = [len(p.negatives) if negative else len(p.positives) for p in profiles]
-    width = max(max(counts, default=0), 1)
-    idx = np.full((len(profiles), width), -1, dtype=np.int64)
-    flat: list[int] = []
-    get = table.get
-    for b, prof in enumerate(profiles):
-        c = counts[b]
-        if not c:
-            continue
-        keys: Sequence[object] = (prof.negative_keys if negative else (prof.keys or prof.reasons))
-        if len(keys) != c:
-            keys = [(id(prof), negative, i) for i in range(c)]  # not shared
-        for i, k in enumerate(keys):
-            j = get(k)
-            if j is None:
-                j = table[k] = len(store)
-                store.append((prof.negatives if negative else prof.positives)[i])
-            flat.append(j)
-    if flat:
-        idx[np.arange(width)[None, :] < np.array(counts)[:, None]] = flat
-    return idx
+# ------------------------------------------------------------------------------------------ vectors
+
+
+@dataclass
+class _Table:
+    """Every profile's vectors of one kind, deduplicated by key. Shared vectors are stacked once (``U``);
+    when nothing is shared (distinct interests) the rows are the profiles' own arrays in order, and a chunk
+    stacks just its own (one concatenate of its profiles' arrays, no Python list of single vectors and no
+    second copy of every vector in memory)."""
+
+    idx: np.ndarray  # (S, K) row of the table for each profile's k-th vector, -1 = none
+    U: np.ndarray | None  # (Nu, d) float32, or None: the rows are ``arrays`` concatenated
+    first: np.ndarray  # (Nu,) position of each row's first occurrence in the profiles' concatenated vectors
+    arrays: Sequence[np.ndarray] = ()
+    offsets: np.ndarray | None = None  # (S + 1,) first row of each profile's array
+    dim: int = 0
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.first.size)
+
+    def take(self, rows: slice | np.ndarray) -> np.ndarray:
+        """The stacked rows ``rows`` (a slice, or sorted indices)."""
+        if self.U is not None:
+            return self.U[rows]
+        assert self.offsets is not None
+        idx = np.arange(self.n_rows)[rows]
+        if idx.size == 0:
+            return np.zeros((0, self.dim), np.float32)
+        lo = int(np.searchsorted(self.offsets, idx[0], "right")) - 1
+        hi = int(np.searchsorted(self.offsets, idx[-1], "right"))
+        block = np.concatenate(self.arrays[lo:hi]).astype(np.float32, copy=False)
+        return block[idx - self.offsets[lo]]
+
+    @classmethod
+    def build(cls, arrays: Sequence[np.ndarray], keys: Sequence[Sequence[object]], dim: int,
+              rows: int | None = None) -> _Table:
+        """``arrays``/``keys`` per profile; an empty ``arrays`` stands for ``rows`` profiles with none."""
+        if not arrays:
+            return cls(np.full((rows or 0, 1), -1, dtype=np.int64), np.zeros((0, dim), np.float32),
+                       np.zeros(0, np.int64), dim=dim)
+        counts = np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays))
+        total = int(counts.sum())
+        width = max(int(counts.max(initial=0)), 1)
+        idx = np.full((len(arrays), width), -1, dtype=np.int64)
+        if total == 0:
+            return cls(idx, np.zeros((0, dim), np.float32), np.zeros(0, np.int64), dim=dim)
+        if (np.fromiter(map(len, keys), dtype=np.int64, count=len(keys)) == counts).all():
+            flat_keys = list(chain.from_iterable(keys))
+        else:
+            flat_keys = [
+                k for b, (a, ks) in enumerate(zip(arrays, keys))
+                for k in (ks if len(ks) == a.shape[0] else [(b, i, None) for i in range(a.shape[0])])
+            ]
+        table = dict.fromkeys(flat_keys)  # first occurrences, in order
+        mask = np.arange(width)[None, :] < counts[:, None]
+        if len(table) == total:  # nothing shared: the rows are the profiles' arrays, in order
+            idx[mask] = np.arange(total)
+            offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
+            np.cumsum(counts, out=offsets[1:])
+            return cls(idx, None, np.arange(total), arrays, offsets, dim)
+        row = {k: i for i, k in enumerate(table)}
+        uid = np.fromiter(map(row.__getitem__, flat_keys), dtype=np.int64, count=total)
+        _, first = np.unique(uid, return_index=True)  # ids were given in order of first occurrence
+        flat = np.concatenate([a for a in arrays if a.shape[0]]).astype(np.float32, copy=False)
+        idx[mask] = uid
+        return cls(idx, np.ascontiguousarray(flat[first]), first, dim=dim)
+
+
+def _lexical_rows(terms: Sequence[QueryTerms], vocab: Mapping[str, int]) -> sparse.csr_matrix:
+    """(len(terms), V) BM25n query weights over the candidate papers' vocabulary (absent tokens score 0)."""
+    indptr = [0]
+    indices: list[int] = []
+    data: list[float] = []
+    get = vocab.get
+    for q in terms:
+        for t, w in zip(q.tokens, q.weights):
+            r = get(t)
+            if r is not None:
+                indices.append(r)
+                data.append(w)
+        indptr.append(len(indices))
+    return sparse.csr_matrix(
+        (np.asarray(data, np.float32), np.asarray(indices, np.int32), np.asarray(indptr, np.int64)),
+        shape=(len(terms), len(vocab)),
+    )
+
+
+class _Lexical:
+    """weight x BM25n of a table's rows against the papers. Rows are grouped by their ``QueryTerms``
+    object (profiles built from the same text share it), so each distinct query is mapped and scored once:
+    all at once when small, else per chunk with one sparse product."""
+
+    def __init__(self, terms: Sequence[QueryTerms], papers: PaperTerms, weight: float) -> None:
+        keys = list(map(id, terms))
+        objs = {id(q): q for q in terms}
+        order = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+        self.didx = np.fromiter(map(order.__getitem__, keys), dtype=np.int64, count=len(keys))
+        L = _lexical_rows([objs[k] for k in order], papers.vocab)
+        L.data *= np.float32(weight)
+        self.L, self.tfn = L, papers.tfn
+        self.all = (np.asarray(L @ papers.tfn, dtype=np.float32)
+                    if L.shape[0] * papers.tfn.shape[1] <= ALL_AT_ONCE else None)
+
+    def add_to(self, S: np.ndarray, rows: slice | np.ndarray) -> None:
+        """S += the lexical scores of table rows ``rows`` (a slice or indices, S's rows in that order)."""
+        d = self.didx[rows]
+        if self.all is not None:
+            S += self.all[d]
+        else:
+            S += np.asarray(self.L[d] @ self.tfn, dtype=np.float32)
 
 
 class _Sims:
-    """Similarities of the deduplicated vectors with the papers: all at once when small, else per chunk."""
+    """Similarities of a table's rows with the papers (cosine + weight x BM25n when ``lexical`` is given):
+    all at once when small, else per chunk of subscribers, from a view or one gather of the stacked rows."""
 
-    def __init__(self, store: list[np.ndarray], P: np.ndarray) -> None:
-        self.store = store
-        self.P = P
-        small = len(store) * P.shape[0] <= 32_000_000
-        self.all = (np.stack(store).astype(np.float32, copy=False) @ P.T) if (small and store) else None
+    def __init__(self, table: _Table, P: np.ndarray, lexical: _Lexical | None = None) -> None:
+        self.table, self.P, self.lex = table, P, lexical
+        n = table.n_rows
+        small = n * P.shape[0] <= ALL_AT_ONCE
+        self.all = self._sims(slice(0, n)) if (small and n) else None
 
-    def _local(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _sims(self, rows: slice | np.ndarray) -> np.ndarray:
+        S: np.ndarray = self.table.take(rows) @ self.P.T
+        if self.lex is not None:
+            self.lex.add_to(S, rows)
+        return S
+
+    def local(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The similarity rows a chunk's (B, K) indices need, and the indices remapped to them."""
         if self.all is not None:
             return self.all, idx
-        used = idx[idx >= 0]
-        uniq, inv = np.unique(used, return_inverse=True)
-        loc = np.full_like(idx, -1)
-        loc[idx >= 0] = inv
-        U = np.stack([self.store[i] for i in uniq.tolist()]).astype(np.float32, copy=False)
-        return U @ self.P.T, loc
+        has = idx >= 0
+        used = np.unique(idx[has])
+        if used.size == 0:
+            return np.zeros((0, self.P.shape[0]), np.float32), idx
+        a, b = int(used[0]), int(used[-1]) + 1
+        if b - a == used.size:  # contiguous rows (distinct interests): a view, no copy
+            return self._sims(slice(a, b)), np.where(has, idx - a, -1)
+        return self._sims(used), np.where(has, np.searchsorted(used, idx), -1)
 
-    def max_over(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For (B, K) vector indices: the max similarity over K, (B, n), plus what ``labels`` needs."""
-        S, loc = self._local(idx)
-        B, n = idx.shape[0], self.P.shape[0]
-        best = np.full((B, n), -np.inf, dtype=np.float32)
-        for k in range(idx.shape[1]):
-            col = loc[:, k]
-            has = col >= 0
-            if not has.any():
-                break
-            sk = S[np.maximum(col, 0)]
-            if not has.all():
-                sk[~has] = -np.inf
-            np.maximum(best, sk, out=best)
-        return best, S, loc
 
-    @staticmethod
-    def labels(S: np.ndarray, loc: np.ndarray, top: np.ndarray) -> np.ndarray:
-        """Which of the K vectors gave the max, only at the candidate papers ``top`` (B, T)."""
-        best = np.full(top.shape, -np.inf, dtype=np.float32)
-        lab = np.zeros(top.shape, dtype=np.int64)
-        for k in range(loc.shape[1]):
-            col = loc[:, k]
-            has = col >= 0
-            if not has.any():
-                break
-            sk = np.where(has[:, None], S[np.maximum(col, 0)[:, None], top], -np.inf)
-            better = sk > best
-            best = np.where(better, sk, best)
-            lab[better] = k
-        return lab
+def _consecutive(loc: np.ndarray, rows: int) -> np.ndarray | None:
+    """When the (B, K) row indices are 0, 1, 2, ... in row-major order, every subscriber having >= 1 row
+    (distinct interests, stacked in profile order), the first row of each subscriber; else ``None``."""
+    counts = (loc >= 0).sum(axis=1)
+    if rows == 0 or counts.min(initial=0) == 0 or int(counts.sum()) != rows:
+        return None
+    starts = np.zeros(len(counts), dtype=np.int64)
+    np.cumsum(counts[:-1], out=starts[1:])
+    flat = loc[loc >= 0]
+    return starts if bool((flat == np.arange(rows)).all()) else None
+
+
+def _max_over(S: np.ndarray, loc: np.ndarray, n: int, starts: np.ndarray | None = None) -> np.ndarray:
+    """(B, n): for each subscriber the max over their K rows of ``S`` (-inf when they have none).
+    ``starts`` (from ``_consecutive``): one reduction over the rows, no gathers."""
+    if starts is not None:
+        return np.maximum.reduceat(S, starts, axis=0)
+    B = loc.shape[0]
+    best = np.full((B, n), -np.inf, dtype=np.float32)
+    for k in range(loc.shape[1]):
+        col = loc[:, k]
+        has = col >= 0
+        if not has.any():
+            break
+        sk = S[np.maximum(col, 0)]
+        if not has.all():
+            sk[~has] = -np.inf
+        np.maximum(best, sk, out=best)
+    return best
+
+
+def _labels(S: np.ndarray, loc: np.ndarray, top: np.ndarray, n_pos: np.ndarray) -> np.ndarray:
+    """``_argmax_at`` for the subscribers with several positives; 0 for the others."""
+    lab = np.zeros(top.shape, dtype=np.int64)
+    multi = np.flatnonzero(n_pos > 1)
+    if multi.size and top.shape[1]:
+        lab[multi] = _argmax_at(S, loc[multi], top[multi])
+    return lab
+
+
+def _argmax_at(S: np.ndarray, loc: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """Which of the K rows gave the max, only at the papers ``top`` (B, T)."""
+    best = np.full(top.shape, -np.inf, dtype=np.float32)
+    lab = np.zeros(top.shape, dtype=np.int64)
+    for k in range(loc.shape[1]):
+        col = loc[:, k]
+        has = col >= 0
+        if not has.any():
+            break
+        sk = np.where(has[:, None], S[np.maximum(col, 0)[:, None], top], -np.inf)
+        better = sk > best
+        best = np.where(better, sk, best)
+        lab[better] = k
+    return lab
+
+
+# ------------------------------------------------------------------------------------------ selection
+
+
+def _candidates(score: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
+    """(B, K') paper indices of each row's best-scored candidates and their scores (-inf = none), with
+    K' = min(K, most finite scores in a row). Rows with at most K' finite scores (most of them: the
+    threshold leaves few) take them directly; only the others need a partition."""
+    B = score.shape[0]
+    fin = np.isfinite(score)
+    c = fin.sum(axis=1)
+    Kc = int(min(K, c.max(initial=0)))
+    top = np.zeros((B, Kc), dtype=np.int64)
+    cs = np.full((B, Kc), -np.inf, dtype=np.float32)
+    if Kc == 0:
+        return top, cs
+    big = c > Kc
+    if big.mean() > 0.5:  # a loose threshold: partition every row (invalid candidates stay -inf)
+        top = np.argpartition(-score, Kc - 1, axis=1)[:, :Kc]
+        return top, np.take_along_axis(score, top, axis=1)
+    few = np.where(big, 0, c)
+    r, col = np.nonzero(fin & ~big[:, None]) if big.any() else np.nonzero(fin)
+    if r.size:
+        start = np.cumsum(few) - few
+        pos = np.arange(r.size) - start[r]
+        top[r, pos] = col
+        cs[r, pos] = score[r, col]
+    if big.any():
+        bi = np.flatnonzero(big)
+        sub = score[bi]
+        t = np.argpartition(-sub, Kc - 1, axis=1)[:, :Kc]
+        top[bi] = t
+        cs[bi] = np.take_along_axis(sub, t, axis=1)
+    return top, cs
 
 
 def _select_mmr(
-    score: np.ndarray, label_of: Callable[[np.ndarray], np.ndarray], caps: np.ndarray, n_pos: np.ndarray, PP: np.ndarray,
-    params: RankParams,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Greedy MMR with per-interest quotas, for a chunk of subscribers at once."""
+    score: np.ndarray, label_of: Callable[[np.ndarray], np.ndarray], caps: np.ndarray, n_pos: np.ndarray,
+    PP: np.ndarray, params: RankParams,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Greedy MMR with per-interest quotas, for a chunk of subscribers at once. Also returns, per
+    subscriber, the best score among the candidates left out (-inf when none)."""
     B, n = score.shape
     cap_max = int(caps.max(initial=0))
-    K = min(n, max(cap_max * params.candidates_per_pick, cap_max))
-    if K < n:
-        top = np.argpartition(-score, K - 1, axis=1)[:, :K]
-    else:
-        top = np.broadcast_to(np.arange(n), (B, n)).copy()
-    cs = np.take_along_axis(score, top, axis=1)
+    top, cs = _candidates(score, min(n, max(cap_max * params.candidates_per_pick, cap_max)))
+    K = top.shape[1]
+    if K == 0:  # nothing passed the filters for anyone in the chunk
+        return (np.full((B, cap_max), -1, dtype=np.int64), np.zeros((B, cap_max), dtype=np.float32),
+                np.full((B, cap_max), -1, dtype=np.int64), np.full(B, -np.inf, dtype=np.float32))
     cl = label_of(top)
     NEG = np.float32(-np.inf)
     # MMR value = lambda x score - (1 - lambda) x max similarity to the papers picked so far; a candidate
@@ -304,6 +574,7 @@ def _select_mmr(
     index = np.full((B, cap_max), -1, dtype=np.int64)
     scores = np.zeros((B, cap_max), dtype=np.float32)
     labels = np.full((B, cap_max), -1, dtype=np.int64)
+    picked = np.zeros((B, K), dtype=bool)
     val = np.empty((B, K), dtype=np.float32)
     for t in range(cap_max):
         done = caps == t
@@ -321,6 +592,7 @@ def _select_mmr(
         index[:, t] = np.where(ok, pj, -1)
         scores[:, t] = np.where(ok, cs[rows, j], 0.0)
         labels[:, t] = np.where(ok, lj, -1)
+        picked[rows, j] |= ok
         lcs[rows, j] = NEG
         if quotas:
             counts[rows, lj] += ok
@@ -330,7 +602,8 @@ def _select_mmr(
         np.maximum(pen, div * flat_pp[(pj * n)[:, None] + top], out=pen)
     # A row that is not ok at step t has nothing available: its later steps are not ok either, so -1
     # ends every subscriber's picks.
-    return index, scores, labels
+    left = np.where(picked, NEG, cs).max(axis=1, initial=NEG)
+    return index, scores, labels, left
 
 
 def _select_trending(allowed: np.ndarray, order: np.ndarray, trend: np.ndarray, caps: np.ndarray):
@@ -346,44 +619,46 @@ def _select_trending(allowed: np.ndarray, order: np.ndarray, trend: np.ndarray, 
     return index, scores, np.full((B, cap_max), -1, dtype=np.int64)
 
 
-def _fill_trending(
-    index: np.ndarray, scores: np.ndarray, labels: np.ndarray, allowed: np.ndarray, penalty: np.ndarray | None,
-    caps: np.ndarray, order: np.ndarray, trend: np.ndarray, min_picks: int,
-) -> None:
-    """In place: top up the rows with fewer than ``min(min_picks, cap)`` picks with the most upvoted of
-    their allowed papers not picked yet and not pushed down by a negative interest (label -1: trending)."""
-    if min_picks <= 0 or index.shape[1] == 0:
-        return
-    have = (index >= 0).sum(axis=1)
-    need = np.minimum(caps, min_picks) - have
-    aff = np.flatnonzero(need > 0)
-    if aff.size == 0:
-        return
-    # Columns in trending order (a copy): the next pick of a row is its first True column.
-    sel = np.ix_(aff, order)
-    ok = allowed[sel]
-    if penalty is not None:  # the negative interests' push-down (B, n)
-        ok &= penalty[sel] <= 0
-    inv = np.empty_like(order)
-    inv[order] = np.arange(order.size)
-    cur = index[aff]
+def _fill(index: np.ndarray, rows: np.ndarray, cand: np.ndarray, ok: np.ndarray, need: np.ndarray,
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """In place: append to ``index[rows]`` up to ``need`` papers each from ``cand`` (A, m), the papers
+    in order of preference, where ``ok`` and not picked yet. Returns (row in ``rows``, slot, paper)."""
+    cur = index[rows]
+    have = (cur >= 0).sum(axis=1)
+    n = int(max(cand.max(initial=-1), cur.max(initial=-1))) + 1
+    picked = np.zeros((rows.size, n), dtype=bool)
     r, c = np.nonzero(cur >= 0)
-    ok[r, inv[cur[r, c]]] = False
-    rows = np.arange(aff.size)
-    slot = have[aff]
-    left = need[aff]
-    for _ in range(int(left.max())):
-        j = ok.argmax(axis=1)
-        go = (left > 0) & ok[rows, j]
-        if not go.any():
-            break
-        g, jg = aff[go], order[j[go]]
-        index[g, slot[go]] = jg
-        scores[g, slot[go]] = trend[jg]
-        labels[g, slot[go]] = -1
-        ok[rows[go], j[go]] = False
-        slot += go
-        left -= go
+    picked[r, cur[r, c]] = True
+    ok = ok & ~np.take_along_axis(picked, cand, axis=1)
+    taken = ok & (np.cumsum(ok, axis=1) <= need[:, None])
+    r, c = np.nonzero(taken)
+    slot = have[r] + np.cumsum(taken, axis=1)[r, c] - 1
+    paper = cand[r, c]
+    index[rows[r], slot] = paper
+    return r, slot, paper
+
+
+# ------------------------------------------------------------------------------------------ reasons
+
+
+class _Reasons:
+    """Reasons beyond a profile's own (closest, rising): appended to that subscriber's tuple on demand."""
+
+    def __init__(self, base: list[tuple[str, ...]]) -> None:
+        self.base = base
+        self.extra: dict[int, dict[str, int]] = {}
+
+    def label(self, row: int, reason: str) -> int:
+        extra = self.extra.setdefault(row, {})
+        lab = extra.get(reason)
+        if lab is None:
+            lab = extra[reason] = len(self.base[row]) + len(extra)
+        return lab
+
+    def finish(self) -> list[tuple[str, ...]]:
+        for row, extra in self.extra.items():
+            self.base[row] = self.base[row] + tuple(extra)
+        return self.base
 
 
 @_gc_paused()  # a fresh context per call: decorator use of a contextmanager
@@ -409,23 +684,26 @@ def rank_subscribers(
     index = np.full((S, cap_all), -1, dtype=np.int64)
     scores = np.zeros((S, cap_all), dtype=np.float32)
     labels = np.full((S, cap_all), -1, dtype=np.int64)
-    result = Ranking(papers.ids, [p.subscriber_id for p in profiles], index, scores, labels,
-                     [p.reasons for p in profiles])
+    reasons = _Reasons([p.reasons + p.vote_reasons if p.vote_reasons else p.reasons for p in profiles])
+    result = Ranking(papers.ids, [p.subscriber_id for p in profiles], index, scores, labels, reasons.base)
     if n == 0 or S == 0:
         return result
 
     P = np.ascontiguousarray(papers.vectors, dtype=np.float32)
+    dim = P.shape[1]
     up = np.log1p(np.maximum(papers.upvotes, 0).astype(np.float32))
     trend = up / up.max() if up.max() > 0 else np.zeros(n, np.float32)
     d = np.datetime64(day, "D")
     age = (d - papers.listing_dates).astype(np.float32)
     fresh = 1.0 - np.clip(age, 0, params.window_days) / max(params.window_days, 1)
-    base = (params.trending_weight * trend + params.age_weight * fresh).astype(np.float32)
+    rising = papers.rising if papers.rising is not None else np.zeros(n, np.float32)
+    rise_part = (params.rising_weight * rising).astype(np.float32)
+    base = (params.trending_weight * trend + params.age_weight * fresh + rise_part).astype(np.float32)
     PP = P @ P.T
     order = np.lexsort((np.arange(n), -papers.upvotes))  # most upvoted first, stable
     pos = {a: i for i, a in enumerate(papers.ids)}
     kw_cache: dict[str, np.ndarray] = {}
-    default_start = d
+    min_rel = np.float32(params.min_relevance)
 
     day_cache: dict[date, np.datetime64] = {}
 
@@ -437,52 +715,170 @@ def rank_subscribers(
 
     def starts_of(group: Sequence[Profile]) -> np.ndarray:
         if not window_start:
-            return np.full(len(group), default_start)
+            return np.full(len(group), d)
         return np.array([as_day(window_start.get(p.subscriber_id, day)) for p in group], dtype="datetime64[D]")
 
-    has = [len(p.positives) > 0 for p in profiles]
-    with_int = [i for i, h in enumerate(has) if h]
-    without = [i for i, h in enumerate(has) if not h]
+    with_int = np.array([i for i, p in enumerate(profiles) if p.positives.shape[0] > 0], dtype=np.int64)
+    without = np.array([i for i, p in enumerate(profiles) if p.positives.shape[0] == 0], dtype=np.int64)
     step = max(params.chunk_size, 1)
-    table: dict[object, int] = {}
-    store: list[np.ndarray] = []
     interested = [profiles[i] for i in with_int]
-    pos_idx = _index_vectors(interested, False, table, store)
-    neg_idx = _index_vectors(interested, True, table, store)
-    sims = _Sims(store, P)
+
+    # The vectors of every subscriber with interests, stacked once (deduplicated by key).
+    pos_t = _Table.build([p.positives for p in interested], [p.keys or p.reasons for p in interested], dim)
+    lexical = None
+    if params.lexical_weight and any(p.terms for p in interested):
+        if papers.terms is None:
+            raise ValueError("the profiles have lexical terms but the papers have none: build the PaperMatrix "
+                             "with a lexicon (PaperMatrix.from_papers(..., lexicon=...))")
+        flat_terms = [
+            t for p in interested
+            for t in (p.terms if len(p.terms) == p.positives.shape[0] else (NO_TERMS,) * p.positives.shape[0])
+        ]
+        lexical = _Lexical([flat_terms[f] for f in pos_t.first.tolist()], papers.terms, params.lexical_weight)
+    sims = _Sims(pos_t, P, lexical)
+    negatives = [p.negatives for p in interested]
+    if any(map(len, negatives)):
+        neg_t = _Table.build(negatives, [p.negative_keys for p in interested], dim)
+    else:
+        neg_t = _Table.build([], [], dim, rows=len(interested))
+    neg_sims = _Sims(neg_t, P)
+    no_votes = np.zeros((0, dim), np.float32)
+    voters = any(p.votes is not None for p in interested)
+    vote_arrays = [p.votes if p.votes is not None and len(p.vote_weights) else no_votes for p in interested] \
+        if voters else []
+    vote_t = _Table.build(vote_arrays, [p.vote_reasons for p in interested] if voters else [], dim,
+                          rows=len(interested))
+    vote_sims = _Sims(vote_t, P)
+    vote_w = np.zeros(vote_t.idx.shape, dtype=np.float32)
+    for b, p in enumerate(interested if voters else ()):
+        if p.vote_weights and p.votes is not None:
+            vote_w[b, : len(p.vote_weights)] = p.vote_weights
+    n_pos_all = (pos_t.idx >= 0).sum(axis=1)
+    floor = np.float32(params.vote_floor)
+    span = np.float32(max(params.vote_full - params.vote_floor, 1e-6))
 
     for lo in range(0, len(with_int), step):
-        rows = np.array(with_int[lo : lo + step])
-        group = [profiles[i] for i in rows]
+        rows = with_int[lo : lo + step]
+        group = interested[lo : lo + step]
+        B = len(group)
         allowed = _allowed(group, papers, d, starts_of(group), exclude, pos, kw_cache)
-        pidx = pos_idx[lo : lo + step]
-        rel, S_pos, loc_pos = sims.max_over(pidx)
-        nidx = neg_idx[lo : lo + step]
+        S_pos, loc_pos = sims.local(pos_t.idx[lo : lo + step])
+        rel = _max_over(S_pos, loc_pos, n, _consecutive(loc_pos, S_pos.shape[0]) if sims.all is None else None)
         push = None
+        nidx = neg_t.idx[lo : lo + step]
         if (nidx >= 0).any():
-            neg, _, _ = sims.max_over(nidx)
+            S_neg, loc_neg = neg_sims.local(nidx)
+            neg = _max_over(S_neg, loc_neg, n)
             neg[~np.isfinite(neg)] = 0.0
             push = params.negative_weight * np.maximum(neg - params.negative_floor, 0.0)
             del neg
-            rel = rel - push
-        valid = allowed & (rel >= params.min_relevance)
-        score = np.where(valid, params.relevance_weight * rel + base[None, :], -np.inf).astype(np.float32)
+            rel -= push
+        # Votes: a local, bounded effect around each voted paper (only the rows that voted).
+        vidx = vote_t.idx[lo : lo + step]
+        vrows = np.flatnonzero((vidx >= 0).any(axis=1))
+        like = kern = vloc = None
+        if vrows.size:
+            S_v, vloc = vote_sims.local(vidx[vrows])
+            kern = np.clip((S_v - floor) / span, 0.0, 1.0).astype(np.float32)
+            vw = vote_w[lo : lo + step][vrows]
+            like = np.zeros((vrows.size, n), dtype=np.float32)
+            dis = np.zeros((vrows.size, n), dtype=np.float32)
+            for k in range(vloc.shape[1]):
+                col = vloc[:, k]
+                has = col >= 0
+                contrib = kern[np.maximum(col, 0)] * np.abs(vw[:, k])[:, None]
+                like += np.where((has & (vw[:, k] > 0))[:, None], contrib, 0.0)
+                dis += np.where((has & (vw[:, k] < 0))[:, None], contrib, 0.0)
+            like = params.like_weight * np.minimum(like, 1.0)
+            dis = params.dislike_weight * np.minimum(dis, 1.0)
+            rel[vrows] += like - dis
+            if push is None:
+                push = np.zeros((B, n), dtype=np.float32)
+            push[vrows] += dis
+        score = rel * np.float32(params.relevance_weight) if params.relevance_weight != 1 else rel.copy()
+        score += base
+        score[~(allowed & (rel >= min_rel))] = -np.inf
         caps = np.array([p.max_papers for p in group], dtype=np.int64)
-        n_pos = np.array([p.positives.shape[0] for p in group], dtype=np.int64)
-        i_, s_, l_ = _select_mmr(
-            score, lambda top, S=S_pos, loc=loc_pos: _Sims.labels(S, loc, top), caps, n_pos, PP, params
+        n_pos = n_pos_all[lo : lo + step]
+        i_, s_, l_, left = _select_mmr(
+            score, lambda top, S=S_pos, loc=loc_pos, k=n_pos: _labels(S, loc, top, k), caps, n_pos, PP, params
         )
-        _fill_trending(i_, s_, l_, allowed, push, caps, order, trend, params.min_picks)
+        kind = np.zeros(i_.shape, dtype=np.int8)  # 0 relevant, 1 closest, 2 trending
+        # Top-up: the most relevant remaining papers first, then the most upvoted.
+        need = np.minimum(caps, params.min_picks) - (i_ >= 0).sum(axis=1)
+        aff = np.flatnonzero(need > 0) if params.min_picks > 0 and i_.shape[1] else np.zeros(0, np.int64)
+        if aff.size:
+            ok = allowed[aff]
+            if push is not None:
+                ok &= push[aff] <= 0
+            near = ok & (rel[aff] >= params.topup_min_relevance) & np.isfinite(rel[aff])
+            if near.any():
+                key = np.where(near, rel[aff], -np.inf)
+                # The best few only: picked papers are among them (they passed the threshold), so
+                # need + picks candidates always suffice.
+                m = min(n, int(need[aff].max()) + int((i_[aff] >= 0).sum(axis=1).max()))
+                cand = (np.argpartition(-key, m - 1, axis=1)[:, :m] if m < n
+                        else np.broadcast_to(np.arange(n), key.shape))
+                cand = np.take_along_axis(
+                    cand, np.argsort(-np.take_along_axis(key, cand, axis=1), axis=1, kind="stable"), axis=1)
+                r, slot, paper = _fill(i_, aff, cand, np.take_along_axis(near, cand, axis=1), need[aff])
+                if r.size:
+                    g = aff[r]
+                    s_[g, slot] = params.relevance_weight * rel[g, paper] + base[paper]
+                    l_[g, slot] = _argmax_at(S_pos, loc_pos[g], paper[:, None])[:, 0]
+                    kind[g, slot] = 1
+            need2 = np.minimum(caps[aff], params.min_picks) - (i_[aff] >= 0).sum(axis=1)
+            more = need2 > 0
+            if more.any():
+                a2 = aff[more]
+                cand2 = np.broadcast_to(order, (a2.size, n))
+                ok2 = ok[more][:, order]
+                r, slot, paper = _fill(i_, a2, cand2, ok2, need2[more])
+                g = a2[r]
+                s_[g, slot] = trend[paper]
+                l_[g, slot] = -1
+                kind[g, slot] = 2
+        # Reasons beyond the positives: a vote that lifted the paper over the threshold, the rising
+        # term when it decided the pick, the top-up's "closest".
+        if vrows.size and like is not None and vloc is not None and kern is not None:
+            sub = i_[vrows]
+            has = (sub >= 0) & (kind[vrows] == 0)
+            js = np.maximum(sub, 0)
+            lifted = has & (np.take_along_axis(like, js, axis=1) > 0) & (
+                np.take_along_axis(rel[vrows] - like, js, axis=1) < min_rel
+            )
+            if lifted.any():
+                vw = vote_w[lo : lo + step][vrows]
+                best = np.full(sub.shape, -np.inf, dtype=np.float32)
+                which = np.zeros(sub.shape, dtype=np.int64)
+                for k in range(vloc.shape[1]):
+                    col = vloc[:, k]
+                    val = np.where(((col >= 0) & (vw[:, k] > 0))[:, None],
+                                   kern[np.maximum(col, 0)[:, None], js] * vw[:, k][:, None], -np.inf)
+                    better = val > best
+                    best = np.where(better, val, best)
+                    which[better] = k
+                k_pos = n_pos[vrows]
+                l_[vrows] = np.where(lifted, k_pos[:, None] + which, l_[vrows])
+        if params.rising_weight and papers.rising is not None:
+            js = np.maximum(i_, 0)
+            rp = rise_part[js]
+            decided = (i_ >= 0) & (kind == 0) & (rp > 0) & (s_ - rp < left[:, None])
+            for b, t in zip(*np.nonzero(decided)):
+                l_[b, t] = reasons.label(int(rows[b]), papers.rising_reasons[int(i_[b, t])])
+        for b, t in zip(*np.nonzero(kind == 1)):
+            why = result.reasons[int(rows[b])][int(l_[b, t])]
+            l_[b, t] = reasons.label(int(rows[b]), f"{CLOSEST}: {why}")
         w = i_.shape[1]
         index[rows, :w], scores[rows, :w], labels[rows, :w] = i_, s_, l_
 
     for lo in range(0, len(without), step):
-        rows = np.array(without[lo : lo + step])
+        rows = without[lo : lo + step]
         group = [profiles[i] for i in rows]
         allowed = _allowed(group, papers, d, starts_of(group), exclude, pos, kw_cache)
         caps = np.array([p.max_papers for p in group], dtype=np.int64)
         i_, s_, l_ = _select_trending(allowed, order, trend, caps)
         w = i_.shape[1]
         index[rows, :w], scores[rows, :w], labels[rows, :w] = i_, s_, l_
+    result.reasons = reasons.finish()
     return result
-

@@ -213,7 +213,8 @@ def authors_line(authors: Sequence[str]) -> str:
 
 @lru_cache(maxsize=4096)
 def reason_text(reason: str) -> str:
-    """``Pick.reason`` ("interest: x", "seed paper: id", "liked: id", "trending") for a human."""
+    """``Pick.reason`` ("interest: x", "seed paper: id", "liked: id", "trending", "rising: +N upvotes since T",
+    "closest: <one of these>") for a human."""
     kind, _, value = one_line(reason).partition(":")
     kind, value = kind.strip().lower(), value.strip()
     if kind == "interest" and value:
@@ -224,6 +225,15 @@ def reason_text(reason: str) -> str:
         return f"Similar to a paper you liked (arXiv {value})"
     if kind == "trending":
         return "Trending today"
+    if kind == "rising" and value:
+        return f"Rising fast: {value}"
+    if kind == "closest" and value:
+        inner = reason_text(value)
+        if inner.startswith("Matches your interest"):
+            return inner.replace("Matches your interest", "Closest to your interest", 1) + " (few close matches today)"
+        if inner.endswith(")"):
+            return inner.replace("Similar to", "Closest to", 1)[:-1] + "; few close matches today)"
+        return f"{inner} (few close matches today)"
     return one_line(reason) or "Picked for you"
 
 

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from digest.cli import app
 
-from .builders import HF_FIXTURES, HF_LISTINGS, PAGE_2024_08_01
+from .builders import API_2025_06_05, HF_FIXTURES, HF_LISTINGS, PAGE_2024_08_01
 
 runner = CliRunner()
 
@@ -33,9 +33,11 @@ def test_fetch_from_file_stores_every_fixture(env: dict[str, str]) -> None:
 
 
 def test_subscribers_commands(env: dict[str, str]) -> None:
+    # A seed paper must exist (issue 13): one of a stored listing's, given as a versioned id.
+    assert runner.invoke(app, ["fetch", "--from-file", str(API_2025_06_05)], env=env).exit_code == 0
     ok = runner.invoke(app, ["subscribers", "add", "a@example.com", "--interest", "video diffusion",
                              "--interest", "LLM reasoning", "--not-interested", "robotics",
-                             "--exclude", "survey", "--seed-paper", "2506.01234", "--max-papers", "5"], env=env)
+                             "--exclude", "survey", "--seed-paper", "2506.03569v1", "--max-papers", "5"], env=env)
     assert ok.exit_code == 0, ok.output
     listed = runner.invoke(app, ["subscribers", "list"], env=env)
     assert "a@example.com" in listed.output and "1 subscribers" in listed.output

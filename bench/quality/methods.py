@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from digest.bm25 import Lexicon
 from digest.models import Subscriber
 from digest.profiles import profile_from_vectors
 from digest.rank import TRENDING, PaperMatrix, RankParams, rank_subscribers
@@ -41,6 +42,7 @@ class Reference:
     upvotes: np.ndarray  # (N,) int
     lexical: Lexical
     tfidf: TfidfVectorizer
+    lexicon: Lexicon  # the product's BM25 reference (digest.bm25), here over the reference documents
 
     @property
     def ids(self) -> tuple[str, ...]:
@@ -51,7 +53,7 @@ class Reference:
         tfidf = TfidfVectorizer(sublinear_tf=True, stop_words="english", ngram_range=(1, 2), min_df=1)
         tfidf.fit(texts)
         ups = upvotes if upvotes is not None else np.zeros(len(texts), dtype=np.int64)
-        return cls(tuple(texts), vectors, ups, Lexical(texts), tfidf)
+        return cls(tuple(texts), vectors, ups, Lexical(texts), tfidf, Lexicon.from_texts(texts))
 
 
 @dataclass(frozen=True)
@@ -161,9 +163,17 @@ def thresholded(scorer: Scorer, threshold: float, trending_weight: float = 0.0, 
     return pick
 
 
+# The shipped defaults before issue 13: cosine only, threshold 0.25, trending 0.1, top-up with the most
+# upvoted papers (a top-up floor above any relevance sends every filler to trending).
+BEFORE_13 = RankParams(trending_weight=0.1, min_relevance=0.25, min_picks=3, lexical_weight=0.0,
+                       topup_min_relevance=float("inf"), rising_weight=0.0)
+
+
 def shipped(params: RankParams) -> Picker:
     """The product's ranking: ``rank_subscribers`` on one-interest profiles built by
-    ``profile_from_vectors`` (the phrase's MiniLM vector), every candidate listed on the day."""
+    ``profile_from_vectors`` (the phrase's MiniLM vector and, when ``params.lexical_weight`` > 0, its BM25
+    terms against the reference's lexicon, as the pipeline builds them against the store's), every
+    candidate listed on the day."""
 
     def pick(ref: Reference, q: Queries, day: Day) -> Picks:
         cand = day.candidates
@@ -174,11 +184,13 @@ def shipped(params: RankParams) -> Picker:
             upvotes=ref.upvotes[cand].astype(np.int64),
             listing_dates=np.full(len(cand), np.datetime64(day.date, "D")),
             texts=tuple(ref.texts[i].lower() for i in cand),
+            terms=ref.lexicon.papers([ref.texts[i] for i in cand]) if params.lexical_weight else None,
         )
         vecs = dict(zip(q.texts, q.vectors, strict=True))
+        terms = {t: ref.lexicon.query(t) for t in q.texts} if params.lexical_weight else None
         subs = [Subscriber(email=f"q{k}@bench.invalid", interests=(t,), max_papers=MAX_PAPERS, id=k + 1)
                 for k, t in enumerate(q.texts)]
-        profiles = [profile_from_vectors(s, vecs, {}) for s in subs]
+        profiles = [profile_from_vectors(s, vecs, {}, terms=terms) for s in subs]
         exclude = {k + 1: {ids[e]} for k, e in enumerate(q.exclude) if e is not None}
         ranking = rank_subscribers(profiles, papers, day.date, exclude=exclude, params=params)
         pos = {a: i for i, a in enumerate(ids)}
@@ -191,5 +203,6 @@ def ranking_pickers(params: RankParams) -> dict[str, Picker]:
     """What the short-phrase and seed-paper tables compare: each scorer as a pure top-10 ranking, and the
     shipped ranking with ``params``."""
     out: dict[str, Picker] = {name: top_picks(s) for name, s in SCORERS.items()}
+    out["shipped before issue 13"] = shipped(BEFORE_13)
     out["shipped rank_subscribers"] = shipped(params)
     return out

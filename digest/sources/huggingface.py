@@ -210,6 +210,14 @@ class RetryableHTTPError(FetchError):
         self.retry_after = retry_after
 
 
+class HTTPStatusError(FetchError):
+    """A 4xx answer other than 429 (not worth another try); ``status`` tells 404 from the rest."""
+
+    def __init__(self, url: str, status: int) -> None:
+        super().__init__(f"{url}: HTTP {status}")
+        self.status = status
+
+
 def _retry_after_seconds(value: str | None) -> float | None:
     if not value:
         return None
@@ -258,7 +266,7 @@ def get_with_retries(client: httpx.Client, path: str, settings: Settings, **para
                 url, response.status_code, _retry_after_seconds(response.headers.get("Retry-After"))
             )
         if response.status_code >= 400:
-            raise FetchError(f"{url}: HTTP {response.status_code}")
+            raise HTTPStatusError(url, response.status_code)
         return response
 
     retrying = Retrying(
@@ -321,3 +329,61 @@ def fetch_listing(day: date, settings: Settings, client: httpx.Client | None = N
     for other in errors[1:]:
         first.add_note(f"fallback also failed: {type(other).__name__}: {other}")
     raise first
+
+
+# --------------------------------------------------------------------------------------------- one paper
+
+
+def paper_path(arxiv_id: str) -> str:
+    return f"/api/papers/{arxiv_id}"
+
+
+def parse_paper(obj: Any, source: str) -> Paper:
+    """The body of ``/api/papers/{id}``: one paper object, the same fields as a listing item's ``paper``.
+    Its listing date is the day HF listed it (``submittedOnDailyAt``), else its publication date."""
+    published = _parse_datetime(obj.get("publishedAt")) if isinstance(obj, dict) else None
+    return parse_item({"paper": obj}, source, published.date() if published else None)
+
+
+def fetch_paper(arxiv_id: str, settings: Settings, client: httpx.Client | None = None) -> Paper | None:
+    """One paper from the Hugging Face paper API (same client and retry policy as the listing); ``None``
+    when HF answers 404 (no such paper)."""
+    own = client is None
+    client = client or make_client(settings)
+    try:
+        response = get_with_retries(client, paper_path(arxiv_id), settings)
+    except HTTPStatusError as e:
+        if e.status == 404:
+            return None
+        raise
+    finally:
+        if own:
+            client.close()
+    try:
+        obj = json.loads(response.content)
+    except json.JSONDecodeError as e:
+        raise ListingFormatError(f"{response.url}: not JSON ({e})") from e
+    return parse_paper(obj, str(response.url))
+
+
+def search_papers(query: str, settings: Settings, client: httpx.Client | None = None) -> list[Paper]:
+    """Papers HF finds for ``query`` (``/api/papers/search?q=``: a list of listing-like items)."""
+    own = client is None
+    client = client or make_client(settings)
+    try:
+        response = get_with_retries(client, "/api/papers/search", settings, q=query)
+    finally:
+        if own:
+            client.close()
+    try:
+        items = json.loads(response.content)
+    except json.JSONDecodeError as e:
+        raise ListingFormatError(f"{response.url}: not JSON ({e})") from e
+    if not isinstance(items, list):
+        raise ListingFormatError(f"{response.url}: expected a JSON array of papers")
+    out = []
+    for i, item in enumerate(items):
+        paper = item.get("paper") if isinstance(item, dict) else None
+        published = _parse_datetime(paper.get("publishedAt")) if isinstance(paper, dict) else None
+        out.append(parse_item(item, f"{response.url}: item {i}", published.date() if published else None))
+    return out

@@ -1,4 +1,7 @@
-"""Repository functions for cached vectors: paper embeddings (by content hash) and interest-text vectors."""
+"""Repository functions for cached vectors: paper embeddings (by content hash) and interest-text vectors.
+
+Every vector is keyed by the model name *and* the precision it ran at (``FP32``, ``BF16``): a bf16 vector
+is never read for an fp32 ranking nor the reverse (migration 0006)."""
 
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ from sqlalchemy.orm import Session
 from digest.store.tables import InterestEmbeddingRow, PaperEmbeddingRow, PaperRow, utcnow
 
 _CHUNK = 500
+FP32 = "fp32"
+BF16 = "bf16"
 
 
 def to_bytes(vector: np.ndarray) -> bytes:
@@ -36,13 +41,14 @@ def papers_needing_embedding(
     arxiv_ids: Iterable[str] | None = None,
     start: date | None = None,
     end: date | None = None,
+    precision: str = FP32,
 ) -> list[PaperRow]:
-    """Papers (of ``arxiv_ids`` and/or the listing dates ``[start, end]``) with no vector for ``model``,
-    or whose vector was computed from another title/abstract (content hash differs)."""
+    """Papers (of ``arxiv_ids`` and/or the listing dates ``[start, end]``) with no vector for ``model`` at
+    ``precision``, or whose vector was computed from another title/abstract (content hash differs)."""
     emb = PaperEmbeddingRow
     q = (
         select(PaperRow)
-        .outerjoin(emb, and_(emb.arxiv_id == PaperRow.arxiv_id, emb.model == model))
+        .outerjoin(emb, and_(emb.arxiv_id == PaperRow.arxiv_id, emb.model == model, emb.precision == precision))
         .where(or_(emb.arxiv_id.is_(None), emb.content_hash != PaperRow.content_hash))
         .order_by(PaperRow.arxiv_id)
     )
@@ -60,15 +66,15 @@ def papers_needing_embedding(
 
 
 def save_paper_vectors(
-    session: Session, model: str, rows: Sequence[PaperRow], vectors: np.ndarray
+    session: Session, model: str, rows: Sequence[PaperRow], vectors: np.ndarray, precision: str = FP32
 ) -> None:
-    """Insert or replace the vectors of ``rows`` (same order) for ``model``."""
+    """Insert or replace the vectors of ``rows`` (same order) for ``model`` at ``precision``."""
     existing = {
         r.arxiv_id: r
         for i in range(0, len(rows), _CHUNK)
         for r in session.scalars(
             select(PaperEmbeddingRow).where(
-                PaperEmbeddingRow.model == model,
+                PaperEmbeddingRow.model == model, PaperEmbeddingRow.precision == precision,
                 PaperEmbeddingRow.arxiv_id.in_([p.arxiv_id for p in rows[i : i + _CHUNK]]),
             )
         )
@@ -79,7 +85,7 @@ def save_paper_vectors(
         if row is None:
             session.add(
                 PaperEmbeddingRow(
-                    arxiv_id=paper.arxiv_id, model=model, content_hash=paper.content_hash,
+                    arxiv_id=paper.arxiv_id, model=model, precision=precision, content_hash=paper.content_hash,
                     dim=int(vec.shape[0]), vector=to_bytes(vec), created_at=now,
                 )
             )
@@ -91,14 +97,17 @@ def save_paper_vectors(
     session.flush()
 
 
-def paper_vectors(session: Session, model: str, arxiv_ids: Iterable[str]) -> dict[str, np.ndarray]:
-    """Stored vectors of ``arxiv_ids`` for ``model`` (papers without one are absent)."""
+def paper_vectors(
+    session: Session, model: str, arxiv_ids: Iterable[str], precision: str = FP32
+) -> dict[str, np.ndarray]:
+    """Stored vectors of ``arxiv_ids`` for ``model`` at ``precision`` (papers without one are absent)."""
     ids = list(dict.fromkeys(arxiv_ids))
     out: dict[str, np.ndarray] = {}
     for i in range(0, len(ids), _CHUNK):
         rows = session.execute(
             select(PaperEmbeddingRow.arxiv_id, PaperEmbeddingRow.vector, PaperEmbeddingRow.dim).where(
-                PaperEmbeddingRow.model == model, PaperEmbeddingRow.arxiv_id.in_(ids[i : i + _CHUNK])
+                PaperEmbeddingRow.model == model, PaperEmbeddingRow.precision == precision,
+                PaperEmbeddingRow.arxiv_id.in_(ids[i : i + _CHUNK]),
             )
         )
         for aid, data, dim in rows:
@@ -106,15 +115,18 @@ def paper_vectors(session: Session, model: str, arxiv_ids: Iterable[str]) -> dic
     return out
 
 
-def interest_vectors(session: Session, model: str, texts: Iterable[str]) -> dict[str, np.ndarray]:
-    """Cached vectors of interest ``texts`` for ``model`` (texts not cached are absent)."""
+def interest_vectors(
+    session: Session, model: str, texts: Iterable[str], precision: str = FP32
+) -> dict[str, np.ndarray]:
+    """Cached vectors of interest ``texts`` for ``model`` at ``precision`` (texts not cached are absent)."""
     by_hash = {text_hash(t): t for t in dict.fromkeys(texts)}
     hashes = list(by_hash)
     out: dict[str, np.ndarray] = {}
     for i in range(0, len(hashes), _CHUNK):
         rows = session.execute(
             select(InterestEmbeddingRow.text_hash, InterestEmbeddingRow.vector, InterestEmbeddingRow.dim).where(
-                InterestEmbeddingRow.model == model, InterestEmbeddingRow.text_hash.in_(hashes[i : i + _CHUNK])
+                InterestEmbeddingRow.model == model, InterestEmbeddingRow.precision == precision,
+                InterestEmbeddingRow.text_hash.in_(hashes[i : i + _CHUNK]),
             )
         )
         for h, data, dim in rows:
@@ -122,12 +134,14 @@ def interest_vectors(session: Session, model: str, texts: Iterable[str]) -> dict
     return out
 
 
-def save_interest_vectors(session: Session, model: str, vectors: Mapping[str, np.ndarray]) -> None:
+def save_interest_vectors(
+    session: Session, model: str, vectors: Mapping[str, np.ndarray], precision: str = FP32
+) -> None:
     now = utcnow()
     for t, vec in vectors.items():
         session.merge(
             InterestEmbeddingRow(
-                text_hash=text_hash(t), model=model, text=t, dim=int(vec.shape[0]), vector=to_bytes(vec),
+                text_hash=text_hash(t), model=model, precision=precision, text=t, dim=int(vec.shape[0]), vector=to_bytes(vec),
                 created_at=now,
             )
         )

@@ -43,6 +43,7 @@ class Preferences:
     exclude_keywords: Sequence[str] = ()
     max_papers: int = 10
     frequency: str = "daily"
+    seed_papers: Sequence[str] | None = None  # arXiv ids (resolved by digest.seeds); None = unchanged
 
 
 def row_to_subscriber(row: SubscriberRow) -> Subscriber:
@@ -77,6 +78,8 @@ def _apply(row: SubscriberRow, prefs: Preferences) -> None:
         "max_papers": check_max_papers(prefs.max_papers),
         "frequency": prefs.frequency,
     }
+    if prefs.seed_papers is not None:
+        values["seed_papers"] = clean_list([normalise_arxiv_id(a) for a in prefs.seed_papers], "seed papers")
     for key, value in values.items():
         setattr(row, key, value)
 

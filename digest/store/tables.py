@@ -114,6 +114,9 @@ class PaperEmbeddingRow(Base):
     dim: Mapped[int] = mapped_column(Integer)
     vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian, L2-normalised
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The precision the model ran at ("fp32", "bf16"): part of the key, so switching DIGEST_EMBED_BF16
+    # never mixes vectors of both precisions in one ranking (migration 0006).
+    precision: Mapped[str] = mapped_column(String(8), primary_key=True, default="fp32", server_default="fp32")
 
 
 class InterestEmbeddingRow(Base):
@@ -127,6 +130,7 @@ class InterestEmbeddingRow(Base):
     dim: Mapped[int] = mapped_column(Integer)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    precision: Mapped[str] = mapped_column(String(8), primary_key=True, default="fp32", server_default="fp32")
 
 
 class FeedbackRow(Base):
@@ -186,3 +190,18 @@ class DeliveryItemRow(Base):
     reason: Mapped[str] = mapped_column(Text)
 
     delivery: Mapped[DeliveryRow] = relationship(back_populates="items")
+
+
+class LexiconRow(Base):
+    """BM25 reference statistics over the stored papers (digest.lexicon): how many papers, their total
+    length in tokens, each token's document frequency, and up to which ``first_seen`` they are counted.
+    One row per tokenizer (``name``); kept up to date incrementally as papers arrive."""
+
+    __tablename__ = "lexicon_stats"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    n_docs: Mapped[int] = mapped_column(Integer)
+    total_len: Mapped[int] = mapped_column(Integer)
+    doc_freq: Mapped[dict[str, int]] = mapped_column(JSON)
+    through: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

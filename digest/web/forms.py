@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import Engine
+
+from digest.config import Settings
 from digest.models import (
     FREQUENCIES,
     InvalidAddressError,
@@ -63,15 +66,46 @@ class SubscribeForm:
         return cls(address(email), lines(interests, "interests"), max_papers(papers))
 
 
+def seed_papers(text: str | None) -> list[str] | None:
+    """The "Seed papers" textarea: one arXiv id or arXiv / Hugging Face link per line (``None``: the form
+    had no such field, the stored seeds stay)."""
+    if text is None:
+        return None
+    from digest.seeds import SeedError, parse_paper_ref
+
+    try:
+        return list(dict.fromkeys(parse_paper_ref(line) for line in lines(text, "seed papers")))
+    except SeedError as e:
+        raise FormError(f"Seed papers: {e}") from None
+
+
+class SeedsUnavailable(RuntimeError):
+    """Hugging Face could not be reached to look up seed papers (try again later)."""
+
+
+def resolve_seeds(engine: Engine, settings: Settings, ids: list[str]) -> None:
+    """Make sure every seed paper is stored: fetched from Hugging Face when not, else ``FormError``."""
+    from digest.seeds import SeedError, resolve_seed_papers
+    from digest.sources import FetchError, ListingFormatError
+
+    try:
+        resolve_seed_papers(engine, settings, ids)
+    except SeedError as e:
+        raise FormError(f"Seed papers: {e}") from None
+    except (FetchError, ListingFormatError):
+        raise SeedsUnavailable("Hugging Face could not be reached to look up your seed papers. Nothing was saved: "
+                               "please try again later.") from None
+
+
 def parse_preferences(interests: str, negative_interests: str, include_keywords: str, exclude_keywords: str,
-                      papers: str, frequency: str) -> Preferences:
+                      papers: str, frequency: str, seeds: str | None = None) -> Preferences:
     if frequency not in FREQUENCIES:
         raise FormError("frequency must be daily or weekly")
     return Preferences(
         interests=lines(interests, "interests"), negative_interests=lines(negative_interests, "negative interests"),
         include_keywords=lines(include_keywords, "include keywords"),
         exclude_keywords=lines(exclude_keywords, "exclude keywords"), max_papers=max_papers(papers),
-        frequency=frequency,
+        frequency=frequency, seed_papers=seed_papers(seeds),
     )
 
 
@@ -81,4 +115,5 @@ def preferences_values(prefs: Preferences) -> dict[str, object]:
         "interests": "\n".join(prefs.interests), "negative_interests": "\n".join(prefs.negative_interests),
         "include_keywords": "\n".join(prefs.include_keywords), "exclude_keywords": "\n".join(prefs.exclude_keywords),
         "max_papers": prefs.max_papers, "frequency": prefs.frequency,
+        "seed_papers": "\n".join(prefs.seed_papers or ()),
     }

@@ -298,7 +298,7 @@ def _preferences_form(web: WebState, token: str, sub: Subscriber, status: int = 
     assert sub.id is not None and sub.link_key is not None
     sid, key = sub.id, sub.link_key
     prefs = Preferences(sub.interests, sub.negative_interests, sub.include_keywords, sub.exclude_keywords,
-                        sub.max_papers, sub.frequency)
+                        sub.max_papers, sub.frequency, sub.seed_papers)
     return page("preferences.html.j2", status, title="Preferences - Papers Digest", email=sub.email,
                 sub_status=sub.status.value, prefs=forms.preferences_values(prefs), frequencies=forms.FREQUENCIES,
                 action=f"/preferences/{token}",
@@ -329,6 +329,7 @@ def preferences_save(
     max_papers: Annotated[str, Form()] = "",
     frequency: Annotated[str, Form()] = "",
     csrf_token: Annotated[str, Form()] = "",
+    seed_papers: Annotated[str | None, Form()] = None,
 ) -> HTMLResponse:
     try:
         link = web.signer.verify("preferences", token, max_age=_prefs_max_age(web))
@@ -339,12 +340,17 @@ def preferences_save(
     prefs: Preferences | None = None
     try:
         _check_form(web, request, csrf_token, "preferences", sid)
-        prefs = forms.parse_preferences(interests, negative_interests, include_keywords, exclude_keywords,
-                                        max_papers, frequency)
+        parsed = forms.parse_preferences(interests, negative_interests, include_keywords, exclude_keywords,
+                                         max_papers, frequency, seed_papers)
+        if parsed.seed_papers:  # papers not stored yet are fetched from Hugging Face, or refused
+            forms.resolve_seeds(web.sessions.kw["bind"], web.settings, parsed.seed_papers)
+        prefs = parsed
     except CsrfError:
         status, error = 403, f"{FORM_EXPIRED} Nothing was saved: please try again."
     except forms.FormError as e:
         status, error = 400, f"{e}. Nothing was saved."
+    except forms.SeedsUnavailable as e:
+        status, error = 503, str(e)
     with web.sessions.begin() as session:
         try:
             sub = _linked(session, "preferences", link)

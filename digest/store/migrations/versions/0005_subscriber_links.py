@@ -1,7 +1,7 @@
 """subscriber links: ids never reused (SQLite AUTOINCREMENT), a random link key per subscriber, when the
 status last changed, and the preferences of a sign-up waiting for its confirmation
 
-Revision ID: 0006
+Revision ID: 0005
 Revises: 0004
 Create Date: 2026-11-26
 """
@@ -11,7 +11,7 @@ import secrets
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
+revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None
