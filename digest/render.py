@@ -53,6 +53,8 @@ class DigestContext:
     preferences_url: str
     hf_base_url: str = "https://huggingface.co"
     more_url: str | None = None
+    view_url: str | None = None  # this digest's web page ("View in browser")
+    archive_url: str | None = None  # the subscriber's past digests
 
 
 @dataclass(frozen=True)
@@ -319,6 +321,8 @@ def _vars(ctx: DigestContext, items: Sequence[DigestItem], summary_chars: int) -
         "name": one_line(ctx.subscriber.name),
         "unsubscribe_url": ctx.unsubscribe_url,
         "preferences_url": ctx.preferences_url,
+        "view_url": ctx.view_url,
+        "archive_url": ctx.archive_url,
         "preheader": cards[0].title if cards else "No new papers matched your interests today.",
     }
 
@@ -401,6 +405,8 @@ def build_context(
         unsubscribe_url=signer.unsubscribe_url(sid, key=key),
         preferences_url=signer.preferences_url(sid, key=key),
         hf_base_url=settings.hf_base_url,
+        view_url=signer.view_url(sid, digest_date, key=key),
+        archive_url=signer.archive_url(sid, key=key),
     )
 
 
