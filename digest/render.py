@@ -289,6 +289,23 @@ def _paper_view(p: Paper, hf_base_url: str, summary_chars: int) -> tuple[str, st
     )
 
 
+@dataclass(frozen=True, slots=True)
+class PaperView:
+    """What every page, mail and feed shows of a paper, whoever gets it (cleaned, not escaped)."""
+
+    title: str
+    url: str  # the paper's Hugging Face page
+    authors: str
+    upvotes: int
+    summary: str
+    summary_is_ai: bool
+    links: list[tuple[str, str]]  # (label, http(s) URL): arXiv, PDF, code, project page
+
+
+def paper_view(p: Paper, hf_base_url: str, summary_chars: int = SUMMARY_CHARS) -> PaperView:
+    return PaperView(*_paper_view(p, hf_base_url, summary_chars))
+
+
 def _card(n: int, item: DigestItem, hf_base_url: str, summary_chars: int) -> _Card:
     title, url, authors, upvotes, summary, summary_is_ai, links = _paper_view(item.paper, hf_base_url, summary_chars)
     return _Card(
@@ -363,6 +380,12 @@ def render_digest(ctx: DigestContext, *, html_limit: int = HTML_LIMIT) -> Render
     return RenderedEmail(subject, html, text, keep)
 
 
+def digest_page_vars(ctx: DigestContext) -> dict[str, Any]:
+    """The mail's template variables for the web page of a digest: the same cards (papers, order, reasons,
+    feedback links), every item of the digest (a page has no size limit)."""
+    return _vars(ctx, tuple(sorted(ctx.items, key=lambda i: i.pick.rank)), SUMMARY_CHARS)
+
+
 def render_confirmation(email: str, confirm_url: str, home_url: str, valid_days: int) -> RenderedEmail:
     """The double opt-in mail (``templates/email/confirm.*``): subject, HTML and plain text."""
     env = environment()
@@ -412,5 +435,5 @@ def build_context(
 
 __all__ = [
     "DigestContext", "DigestItem", "RenderedEmail", "build_context", "render_confirmation", "render_digest",
-    "environment", "template_loader", "HTML_LIMIT",
+    "environment", "template_loader", "HTML_LIMIT", "PaperView", "digest_page_vars", "paper_view",
 ]
