@@ -76,7 +76,7 @@ def main() -> None:
         ).data
 
     rows = [
-        ("build_context (23 signed tokens)", median_ms(lambda: build_context(sub, DAY, pairs, settings, signer))),
+        ("build_context (25 signed tokens)", median_ms(lambda: build_context(sub, DAY, pairs, settings, signer))),
         ("Jinja render, HTML (CSS inlined once) + text", median_ms(lambda: (html_t.render(_vars(ctx, ctx.items, SUMMARY_CHARS)), text_t.render(vars_)))),
         ("css-inline of the HTML (per mail: not on the send path)", median_ms(lambda: _inliner().inline(raw_html))),
         ("render_digest (subject, HTML, text)", median_ms(lambda: render_digest(ctx))),

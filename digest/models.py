@@ -89,6 +89,7 @@ class Subscriber:
     status_changed_at: datetime | None = None
     pending_interests: tuple[str, ...] | None = None  # typed at a sign-up waiting for its confirmation
     pending_max_papers: int | None = None
+    feed_key: str | None = None  # in the URL of the Atom feed of their picks; None: no feed
 
 
 @dataclass(frozen=True, slots=True)

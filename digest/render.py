@@ -53,6 +53,8 @@ class DigestContext:
     preferences_url: str
     hf_base_url: str = "https://huggingface.co"
     more_url: str | None = None
+    view_url: str | None = None  # this digest's web page ("View in browser")
+    archive_url: str | None = None  # the subscriber's past digests
 
 
 @dataclass(frozen=True)
@@ -287,6 +289,23 @@ def _paper_view(p: Paper, hf_base_url: str, summary_chars: int) -> tuple[str, st
     )
 
 
+@dataclass(frozen=True, slots=True)
+class PaperView:
+    """What every page, mail and feed shows of a paper, whoever gets it (cleaned, not escaped)."""
+
+    title: str
+    url: str  # the paper's Hugging Face page
+    authors: str
+    upvotes: int
+    summary: str
+    summary_is_ai: bool
+    links: list[tuple[str, str]]  # (label, http(s) URL): arXiv, PDF, code, project page
+
+
+def paper_view(p: Paper, hf_base_url: str, summary_chars: int = SUMMARY_CHARS) -> PaperView:
+    return PaperView(*_paper_view(p, hf_base_url, summary_chars))
+
+
 def _card(n: int, item: DigestItem, hf_base_url: str, summary_chars: int) -> _Card:
     title, url, authors, upvotes, summary, summary_is_ai, links = _paper_view(item.paper, hf_base_url, summary_chars)
     return _Card(
@@ -319,6 +338,8 @@ def _vars(ctx: DigestContext, items: Sequence[DigestItem], summary_chars: int) -
         "name": one_line(ctx.subscriber.name),
         "unsubscribe_url": ctx.unsubscribe_url,
         "preferences_url": ctx.preferences_url,
+        "view_url": ctx.view_url,
+        "archive_url": ctx.archive_url,
         "preheader": cards[0].title if cards else "No new papers matched your interests today.",
     }
 
@@ -357,6 +378,12 @@ def render_digest(ctx: DigestContext, *, html_limit: int = HTML_LIMIT) -> Render
         keep = max(min(keep - 1, keep - int(over / per_card) - 1), 0)
         html, text = _render(ctx, items[:keep], SHORT_SUMMARY_CHARS)
     return RenderedEmail(subject, html, text, keep)
+
+
+def digest_page_vars(ctx: DigestContext) -> dict[str, Any]:
+    """The mail's template variables for the web page of a digest: the same cards (papers, order, reasons,
+    feedback links), every item of the digest (a page has no size limit)."""
+    return _vars(ctx, tuple(sorted(ctx.items, key=lambda i: i.pick.rank)), SUMMARY_CHARS)
 
 
 def render_confirmation(email: str, confirm_url: str, home_url: str, valid_days: int) -> RenderedEmail:
@@ -401,10 +428,12 @@ def build_context(
         unsubscribe_url=signer.unsubscribe_url(sid, key=key),
         preferences_url=signer.preferences_url(sid, key=key),
         hf_base_url=settings.hf_base_url,
+        view_url=signer.view_url(sid, digest_date, key=key),
+        archive_url=signer.archive_url(sid, key=key),
     )
 
 
 __all__ = [
     "DigestContext", "DigestItem", "RenderedEmail", "build_context", "render_confirmation", "render_digest",
-    "environment", "template_loader", "HTML_LIMIT",
+    "environment", "template_loader", "HTML_LIMIT", "PaperView", "digest_page_vars", "paper_view",
 ]

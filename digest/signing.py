@@ -24,6 +24,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
+from datetime import date
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
@@ -32,7 +33,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PURPOSES = frozenset({"unsubscribe", "preferences", "feedback", "confirm"})
+# view: the web page of one digest (``d``: its date); archive: the list of a subscriber's digests; feed: the
+# Atom feed of their picks (``f``: the subscriber's feed key, which the preferences page rotates or clears).
+PURPOSES = frozenset({"unsubscribe", "preferences", "feedback", "confirm", "view", "archive", "feed"})
 CONFIRM_MAX_AGE = 7 * 24 * 3600  # a confirmation link works for 7 days
 VOTES = frozenset({"up", "down"})
 # Public and therefore worthless as a secret: only used with ``demo_secret_fallback=True``.
@@ -98,13 +101,15 @@ class TokenSigner:
         if purpose not in self._macs:
             raise ValueError(f"unknown token purpose {purpose!r} (one of {sorted(self._macs)})")
 
-    def sign(self, purpose: str, fields: Sequence[str]) -> str:
-        """A token for ``purpose`` over ``purpose, issued-at, *fields`` (strings without U+001F)."""
+    def sign(self, purpose: str, fields: Sequence[str], issued_at: int | None = None) -> str:
+        """A token for ``purpose`` over ``purpose, issued-at, *fields`` (strings without U+001F); issued now
+        unless ``issued_at`` (epoch seconds) is given."""
         self._check(purpose)
         for f in fields:
             if not isinstance(f, str) or SEP in f:
                 raise ValueError(f"token fields are strings without U+001F, not {f!r}")
-        payload = SEP.join((purpose, str(int(self.clock())), *fields)).encode()
+        issued = int(self.clock()) if issued_at is None else int(issued_at)
+        payload = SEP.join((purpose, str(issued), *fields)).encode()
         return _b64(self._tag(purpose, payload) + payload)
 
     def unsign(self, purpose: str, token: str, max_age: float | None = None) -> tuple[int, list[str]]:
@@ -186,6 +191,27 @@ class LinkSigner:
             raise ValueError(f"vote must be 'up' or 'down', not {vote!r}")
         tok = self.token("feedback", subscriber_id, key=key, p=arxiv_id, v=vote)
         return f"{self.public_url}/feedback/{tok}?{urlencode({'paper': arxiv_id, 'v': vote}, quote_via=quote)}"
+
+    def view_url(self, subscriber_id: int, digest_date: date, *, key: str) -> str:
+        """``/d/{token}``: the web page of the subscriber's digest of ``digest_date`` (key ``d``, ISO date)."""
+        return f"{self.public_url}/d/{self.token('view', subscriber_id, key=key, d=digest_date.isoformat())}"
+
+    def archive_url(self, subscriber_id: int, *, key: str) -> str:
+        """``/archive/{token}``: the list of the subscriber's past digests."""
+        return f"{self.public_url}/archive/{self.token('archive', subscriber_id, key=key)}"
+
+    def feed_url(self, subscriber_id: int, *, key: str, feed_key: str) -> str:
+        """``/feed/{token}.atom``: the Atom feed of the subscriber's picks, for as long as ``feed_key`` (key
+        ``f``) is the one stored on them. A feed URL does not expire (a feed reader keeps it for years; it
+        is revoked by a new or no feed key), so it is signed as issued at 0 and is the same URL every time
+        it is shown."""
+        if not isinstance(subscriber_id, int) or isinstance(subscriber_id, bool):
+            raise TypeError("subscriber_id must be an int")
+        for name, value in (("key", key), ("feed_key", feed_key)):
+            if not isinstance(value, str) or not value:
+                raise TypeError(f"{name} must be the subscriber's {name.replace('_', ' ')} (a non-empty str)")
+        tok = self._signer.sign("feed", [str(subscriber_id), key, "f", feed_key], issued_at=0)
+        return f"{self.public_url}/feed/{tok}.atom"
 
 
 def secret_of(settings: Settings) -> str:

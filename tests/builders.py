@@ -273,3 +273,56 @@ class HfScript:
             return self.routes[path](query)
         queue = self.answers.get(path) or [(404, {}, b"not found")]
         return queue.pop(0) if len(queue) > 1 else queue[0]
+
+
+# -- digests mailed for real, and the links they carry (the web archive) ----------------------------------
+
+
+@dataclass(frozen=True)
+class Mailed:
+    """One subscriber's digests, planned and sent through a real SMTP server: ``papers[day]`` holds the
+    arXiv ids of that day's digest in rank order."""
+
+    engine: Engine
+    subscriber_id: int
+    email: str
+    papers: dict[date, list[str]]
+
+
+def mail_digests(settings: Settings, days: Sequence[date], email: str = "reader@example.org",
+                 per_day: int = 3) -> Mailed:
+    """Store the real 2025-06-05 listing, add ``email`` (active) and mail them, for each of ``days``, a
+    digest of ``per_day`` papers (different papers each day, reasons naming an interest) over ``settings``'
+    SMTP server; every digest must be accepted."""
+    from digest.send import send_day
+    from digest.store import outbox
+
+    engine = pipeline.open_store(settings)
+    listing = load_listing_file(API_2025_06_05)
+    pipeline.store(engine, listing)
+    ids = [p.arxiv_id for p in listing.papers]
+    with session_factory(engine).begin() as s:
+        sid = stored_id(add_subscriber(s, email, interests=["LLM reasoning", "robotics"]))
+    papers: dict[date, list[str]] = {}
+    for k, day in enumerate(days):
+        chosen = [ids[(k * per_day + j) % len(ids)] for j in range(per_day)]
+        reasons = ["interest: LLM reasoning", "interest: robotics", "trending"]
+        picks = [Pick(a, j + 1, 0.9 - 0.1 * j, reasons[j % 3]) for j, a in enumerate(chosen)]
+        with session_factory(engine).begin() as s:
+            outbox.plan_deliveries(s, day, {sid: picks})
+        report = send_day(engine, settings, day)
+        assert (report.sent, report.failed) == (1, 0), report
+        papers[day] = chosen
+    return Mailed(engine, sid, email, papers)
+
+
+def mailed_link(server: SmtpTestServer, email: str, path: str, index: int = -1) -> str:
+    """The ``/{path}/{token}`` link of mail ``index`` that ``server`` received for ``email``, checked to be
+    the same in the text and the HTML part."""
+    msg = server.by_rcpt()[email][index].parse()
+    text_part, html_part = msg.get_body(("plain",)), msg.get_body(("html",))
+    assert text_part is not None and html_part is not None
+    m = re.search(rf"(http\S+/{path}/[A-Za-z0-9_-]+)", text_part.get_content())
+    assert m, text_part.get_content()
+    assert f'href="{m.group(1)}"' in html_part.get_content()
+    return m.group(1)

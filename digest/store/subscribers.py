@@ -55,7 +55,7 @@ def row_to_subscriber(row: SubscriberRow) -> Subscriber:
         timezone=row.timezone, created_at=row.created_at, confirmed_at=row.confirmed_at,
         link_key=row.link_key, status_changed_at=row.status_changed_at,
         pending_interests=tuple(row.pending_interests) if row.pending_interests is not None else None,
-        pending_max_papers=row.pending_max_papers,
+        pending_max_papers=row.pending_max_papers, feed_key=row.feed_key,
     )
 
 
@@ -231,5 +231,27 @@ def set_status(session: Session, email: str, status: SubscriberStatus | str) -> 
     if row is None:
         raise SubscriberNotFoundError(f"no subscriber {email.strip()}")
     row.status = new.value
+    session.flush()
+    return row_to_subscriber(row)
+
+
+def renew_feed_key(session: Session, subscriber_id: int) -> Subscriber:
+    """Turn the subscriber's Atom feed on under a new random key: the URL of any earlier feed stops working.
+    Raises ``SubscriberNotFoundError``."""
+    row = _row(session, subscriber_id)
+    if row is None:
+        raise SubscriberNotFoundError(f"no subscriber {subscriber_id}")
+    row.feed_key = new_link_key()  # 128 random bits, like the link key
+    session.flush()
+    return row_to_subscriber(row)
+
+
+def drop_feed_key(session: Session, subscriber_id: int) -> Subscriber:
+    """Turn the subscriber's Atom feed off: every feed URL of theirs stops working. Idempotent; raises
+    ``SubscriberNotFoundError``."""
+    row = _row(session, subscriber_id)
+    if row is None:
+        raise SubscriberNotFoundError(f"no subscriber {subscriber_id}")
+    row.feed_key = None
     session.flush()
     return row_to_subscriber(row)

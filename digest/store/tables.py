@@ -99,6 +99,9 @@ class SubscriberRow(Base):
     # What a sign-up of a known address typed: applied when that sign-up is confirmed, never before.
     pending_interests: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
     pending_max_papers: Mapped[int | None] = mapped_column(Integer)
+    # The Atom feed of this subscriber's picks works only while its URL carries this key (digest.signing);
+    # NULL: no feed. Random, rotated or cleared from the preferences page (migration 0009).
+    feed_key: Mapped[str | None] = mapped_column(String(32))
 
 
 class PaperEmbeddingRow(Base):

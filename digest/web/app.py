@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request, Response
 from digest.config import Settings, get_settings
 from digest.signing import LinkSigner, secret_of
 from digest.store import create_db_engine, session_factory, upgrade
-from digest.web import logs
+from digest.web import archive, logs
 from digest.web.forms import MAX_BODY_BYTES
 from digest.web.pages import message
 from digest.web.routes import router
@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None, *, rate_limit: int = 5, rate_wi
         return response
 
     app.include_router(router)
+    app.include_router(archive.router)
     return app
 
 

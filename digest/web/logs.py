@@ -1,6 +1,7 @@
 """Link tokens stay out of every log: a link token is a password to someone's subscription, and access logs
 are kept, shipped and read by people who must not hold it. ``RedactTokens`` replaces the token segment of
-every link path (``/confirm/``, ``/unsubscribe/``, ``/preferences/``, ``/feedback/``) by ``<token>`` in a
+every link path (``/confirm/``, ``/unsubscribe/``, ``/preferences/``, ``/feedback/``, ``/d/``, ``/archive/``,
+``/feed/``) by ``<token>`` in a
 record's message, arguments and traceback; ``install()`` puts it on uvicorn's loggers and on the handlers
 of the root logger, which carry our own loggers' records (``digest.*`` propagate to the root)."""
 
@@ -10,7 +11,7 @@ import logging
 import re
 from typing import Any
 
-TOKEN_PATH = re.compile(r"(/(?:confirm|unsubscribe|preferences|feedback)/)[^/?#\s\"'<>,;]+")
+TOKEN_PATH = re.compile(r"(/(?:confirm|unsubscribe|preferences|feedback|d|archive|feed)/)[^/?#\s\"'<>,;]+")
 # uvicorn.access and uvicorn.error do not propagate to a handler of ours: they get the filter themselves
 SERVER_LOGGERS = ("uvicorn", "uvicorn.access", "uvicorn.error")
 

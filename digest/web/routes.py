@@ -29,6 +29,8 @@ from digest.store.subscribers import (
     Preferences,
     SubscriberNotFoundError,
     confirm_subscriber,
+    drop_feed_key,
+    renew_feed_key,
     request_subscription,
     subscriber_for_link,
     unsubscribe_subscriber,
@@ -294,7 +296,8 @@ def _prefs_max_age(web: WebState) -> int:
 
 
 def _preferences_form(web: WebState, token: str, sub: Subscriber, status: int = 200, *,
-                      error: str | None = None, notice: str | None = None) -> HTMLResponse:
+                      error: str | None = None, notice: str | None = None,
+                      feed_notice: str | None = None, feed_error: str | None = None) -> HTMLResponse:
     assert sub.id is not None and sub.link_key is not None
     sid, key = sub.id, sub.link_key
     prefs = Preferences(sub.interests, sub.negative_interests, sub.include_keywords, sub.exclude_keywords,
@@ -303,7 +306,10 @@ def _preferences_form(web: WebState, token: str, sub: Subscriber, status: int = 
                 sub_status=sub.status.value, prefs=forms.preferences_values(prefs), frequencies=forms.FREQUENCIES,
                 action=f"/preferences/{token}",
                 unsubscribe_action=f"/unsubscribe/{web.signer.token('unsubscribe', sid, key=key)}",
-                csrf_token=web.csrf.token("preferences", sid), error=error, notice=notice)
+                csrf_token=web.csrf.token("preferences", sid), error=error, notice=notice,
+                feed_url=web.signer.feed_url(sid, key=key, feed_key=sub.feed_key) if sub.feed_key else None,
+                feed_action=f"/preferences/{token}/feed#feed", feed_notice=feed_notice,
+                feed_error=feed_error, archive_url=web.signer.archive_url(sid, key=key))
 
 
 @router.get("/preferences/{token}", response_class=HTMLResponse)
@@ -363,6 +369,37 @@ def preferences_save(
         except SubscriberNotFoundError:
             return bad_link(BadToken("invalid preferences link"))
         return _preferences_form(web, token, sub, 200, notice="Your preferences are saved.")
+
+
+@router.post("/preferences/{token}/feed", response_class=HTMLResponse)
+def preferences_feed(request: Request, token: str, web: Web, feed: Annotated[str, Form()] = "",
+                     csrf_token: Annotated[str, Form()] = "") -> HTMLResponse:
+    """The feed buttons of the preferences page: ``renew`` (turn on, or a new URL) or ``off``. Either way
+    the feed URL shown before stops working."""
+    try:
+        link = web.signer.verify("preferences", token, max_age=_prefs_max_age(web))
+    except BadToken as e:
+        return bad_link(e, PREFS_EXPIRED)
+    sid = link["subscriber_id"]
+    with web.sessions.begin() as session:
+        try:
+            sub = _linked(session, "preferences", link)
+        except BadToken as e:
+            return bad_link(e)
+        try:
+            _check_form(web, request, csrf_token, "preferences", sid)
+        except CsrfError:
+            return _preferences_form(web, token, sub, 403, feed_error=f"{FORM_EXPIRED} Your feed was not "
+                                     "changed: please try again.")
+        if feed == "renew":
+            sub = renew_feed_key(session, sid)
+            notice = "Your feed is on. Its address is below; any earlier feed address no longer works."
+        elif feed == "off":
+            sub = drop_feed_key(session, sid)
+            notice = "Your feed is off: its address no longer works."
+        else:
+            return _preferences_form(web, token, sub, 400, feed_error="Unknown feed action. Nothing was changed.")
+        return _preferences_form(web, token, sub, 200, feed_notice=notice)
 
 
 @router.get("/healthz", response_class=PlainTextResponse)
