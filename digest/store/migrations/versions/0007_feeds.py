@@ -1,7 +1,7 @@
 """a per-subscriber feed key: the Atom feed of a subscriber's picks works only while its URL carries the
 stored key (NULL: no feed), so the preferences page can turn a feed URL off or replace it
 
-Revision ID: 0009
+Revision ID: 0007
 Revises: 0006
 Create Date: 2026-11-27
 """
@@ -9,7 +9,7 @@ Create Date: 2026-11-27
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009"
+revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
