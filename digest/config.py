@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     user_agent: str = (
         f"papers-digest/{package_version()} (+https://github.com/papers-digest/papers-digest)"
     )
+    http_max_response_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024,
+        description="A listing answer larger than this is refused unread (a real day is ~0.2 MB).",
+    )
 
     # Embeddings and ranking (issue: ranking)
     model_name: str = "all-MiniLM-L6-v2"
