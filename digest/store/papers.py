@@ -148,6 +148,11 @@ def list_papers(session: Session, day: date | None = None) -> list[Paper]:
     return [row_to_paper(r) for r in rows]
 
 
+def latest_listing_date(session: Session, before: date) -> date | None:
+    """The last listing date before ``before`` that has stored papers (``None``: none)."""
+    return session.scalar(select(func.max(PaperRow.listing_date)).where(PaperRow.listing_date < before))
+
+
 def count_papers(session: Session, day: date | None = None) -> int:
     q = select(func.count()).select_from(PaperRow)
     if day is not None:
