@@ -47,6 +47,49 @@ USER_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+# Exit codes of `digest run` (and the other commands): documented in the README.
+EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_SEND_STOPPED, EXIT_NO_LISTING = 0, 1, 2, 3, 4
+
+
+def fail(message: object, code: int) -> typer.Exit:
+    """Print one error line on stderr; the ``typer.Exit`` to raise with ``code``."""
+    notes = "".join(f" ({n})" for n in getattr(message, "__notes__", []))
+    err.print(f"[bold red]error:[/] {message}{notes}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The documented exit code of a run that ended with ``exc``."""
+    from digest.send import TooManySendErrors
+
+    if isinstance(exc, TooManySendErrors):
+        return EXIT_SEND_STOPPED
+    if isinstance(exc, USER_ERRORS):
+        return EXIT_USER_ERROR
+    return EXIT_FAILED
+
+
+class _NotPrefect(logging.Filter):
+    """Keeps Prefect's own records (engine, task and flow run logs, tracebacks) off the terminal; they still
+    reach the Prefect API's log of the run, whose handlers sit on Prefect's own loggers."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.name.startswith("prefect")
+
+
+def quiet_prefect(verbose: bool) -> None:
+    """One line per outcome in the terminal unless ``verbose`` (then Prefect's records too)."""
+    root = logging.getLogger()
+    for handler in root.handlers:
+        for f in [f for f in handler.filters if isinstance(f, _NotPrefect)]:
+            handler.removeFilter(f)
+        if not verbose:
+            handler.addFilter(_NotPrefect())
+    if verbose:
+        root.setLevel(logging.INFO)
+    logging.getLogger("httpx").setLevel(logging.INFO if verbose else logging.WARNING)
+
+
 def friendly(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -76,8 +119,20 @@ def parse_day(value: str | None) -> date | None:
 DateOpt = Annotated[str | None, typer.Option("--date", "-d", help="Listing date, YYYY-MM-DD.")]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from digest.config import package_version
+
+        out.print(f"papers-digest {package_version()}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False) -> None:
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
 
 
@@ -297,16 +352,39 @@ def preview(
 @app.command()
 @friendly
 def run(
-    day: DateOpt = None,
+    day: Annotated[str | None, typer.Option(
+        "--date", "-d", help="Listing day to mail, YYYY-MM-DD (default: today - DIGEST_LAG_DAYS in "
+        "DIGEST_TIMEZONE, the last complete day; with --from-file: the file's day).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Fetch, store, embed and plan; send nothing.")] = False,
     from_file: Annotated[Path | None, typer.Option("--from-file", help="Replay a saved listing.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs and tracebacks too.")] = False,
 ) -> None:
-    """Run the daily digest flow (Prefect, locally) for a date (default: today in the set timezone)."""
-    from flows.daily import daily_digest
+    """Run the daily digest flow (Prefect, locally) for a listing day.
 
-    summary = daily_digest(day=parse_day(day), listing_file=str(from_file) if from_file else None,
-                           send=not dry_run)
-    _print_summary(summary)
+    Exit codes: 0 done (an empty weekend too), 1 unexpected failure,
+    2 bad input or configuration, 3 sending stopped (errors in a row),
+    4 no listing on a weekday (the run ends Completed/NoListing).
+
+    One line in the terminal; the trace is in the run's Prefect logs."""
+    from flows.daily import NO_LISTING, daily_digest
+    from flows.prefect_api import PrefectApiError, prefect_api
+
+    quiet_prefect(verbose)
+    try:
+        with prefect_api(scheduler=False):
+            state = daily_digest(day=parse_day(day), listing_file=str(from_file) if from_file else None,
+                                 send=not dry_run, return_state=True)
+    except PrefectApiError as e:
+        raise fail(e, EXIT_USER_ERROR) from None
+    value = state.result(raise_on_failure=False)
+    if not state.is_completed():
+        if isinstance(value, BaseException):
+            raise fail(value, exit_code_for(value)) from None
+        raise fail(f"the run ended {state.name}: {state.message}", EXIT_FAILED)
+    _print_summary(value)
+    if state.name == NO_LISTING:
+        err.print(f"[bold yellow]warning:[/] {state.message}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_NO_LISTING)
 
 
 def _print_summary(summary: Any) -> None:
@@ -360,15 +438,24 @@ def backfill(
 def serve(
     once: Annotated[bool, typer.Option("--once", help="Register the deployments and exit instead of serving.")] = False,
 ) -> None:
-    """Serve the daily schedule (cron and timezone from settings) and the backfill deployment."""
+    """Serve the daily schedule (settings: cron, timezone) and the backfill.
+
+    Uses PREFECT_API_URL when set, else its own Prefect server with a
+    scheduler. A run whose process died is marked Crashed after 90 s
+    without heartbeat, so the next run goes ahead (deploy/README.md)."""
     from flows.deployments import build_deployments, serve_forever
+    from flows.prefect_api import PrefectApiError, prefect_api
 
     s = settings()
-    if once:
-        ids = build_deployments(s, apply=True)
-        out.print(f"registered {len(ids)} deployments: daily-digest ({s.schedule_cron} {s.timezone}), backfill")
-        return
-    serve_forever(s)
+    try:
+        if once:
+            with prefect_api(scheduler=False):
+                ids = build_deployments(s, apply=True)
+            out.print(f"registered {len(ids)} deployments: daily-digest ({s.schedule_cron} {s.timezone}), backfill")
+            return
+        serve_forever(s, say=lambda line: out.print(line, highlight=False, soft_wrap=True))
+    except PrefectApiError as e:
+        raise fail(e, EXIT_USER_ERROR) from None
 
 
 @app.command()

@@ -192,7 +192,7 @@ def test_oversized_file_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 def test_unresolvable_host_fails_at_once(settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
     s = settings.model_copy(update={"hf_base_url": "http://papers-digest-test.invalid", "http_max_attempts": 5})
-    caplog.set_level(logging.WARNING)
+    caplog.set_level(logging.INFO)
     with pytest.raises(HostNotFoundError, match="papers-digest-test.invalid") as e:
         fetch_listing(date(2025, 6, 5), s)
     assert isinstance(e.value, FetchError)

@@ -438,12 +438,18 @@ def fetch_listing(day: date, settings: Settings, client: httpx.Client | None = N
     try:
         for name, fetch in _paths(settings):
             try:
-                return fetch(client, day, settings)
+                listing = fetch(client, day, settings)
             except HostNotFoundError:
                 raise  # the fallback is on the same host
             except (FetchError, ListingFormatError) as e:
-                log.warning("%s path failed for %s: %s", name, day, e)
+                # INFO: if the fallback fails too, the error raised below says both; if it works, the
+                # warning below does.
+                log.info("%s path failed for %s: %s", name, day, e)
                 errors.append(e)
+                continue
+            if errors:
+                log.warning("fetched %s by the %s path; the other failed: %s", day, name, errors[0])
+            return listing
     finally:
         if own:
             client.close()
