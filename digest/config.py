@@ -100,6 +100,10 @@ class Settings(BaseSettings):
         "(1: yesterday, the last complete day: HF fills a day's list during that day and its upvotes "
         "settle later). `digest run --date D` always means listing day D.",
     )
+    schedule_interval_seconds: int | None = Field(
+        None, ge=10,
+        description="Run the daily deployment every N seconds instead of on `schedule_cron` (trials, tests).",
+    )
 
     # Outbox and sending
     message_id_domain: str = "papers-digest.localhost"
