@@ -20,10 +20,13 @@ from digest.sources import FetchError, ListingFormatError
 from digest.store import session_factory, upgrade
 from digest.store.db import create_db_engine, current_revision
 from digest.store.papers import count_papers, list_papers
+from digest.models import SubscriberStatus
 from digest.store.subscribers import (
     SubscriberExistsError,
     SubscriberNotFoundError,
     add_subscriber,
+    edit_subscriber,
+    get_subscriber,
     list_subscribers,
     remove_subscriber,
 )
@@ -213,11 +216,13 @@ def subscribers_add(
 
 @subs_app.command("list")
 @friendly
-def subscribers_list() -> None:
-    """List subscribers."""
+def subscribers_list(
+    status: Annotated[SubscriberStatus | None, typer.Option("--status", help="Only subscribers with this status.")] = None,
+) -> None:
+    """List subscribers (all, or those with one status: pending, active, unsubscribed, bounced)."""
     engine = pipeline.open_store(settings())
     with session_factory(engine)() as session:
-        subs = list_subscribers(session)
+        subs = list_subscribers(session, status)
     t = Table()
     for col in ("email", "status", "max", "interests"):
         t.add_column(col)
@@ -225,6 +230,73 @@ def subscribers_list() -> None:
         t.add_row(s.email, s.status.value, str(s.max_papers), "; ".join(s.interests))
     out.print(t)
     out.print(f"{len(subs)} subscribers")
+
+
+@subs_app.command("show")
+@friendly
+def subscribers_show(email: str) -> None:
+    """Everything about one subscriber: preferences, status, and their last mails."""
+    from digest.store.reports import mails_of
+
+    engine = pipeline.open_store(settings())
+    with session_factory(engine)() as session:
+        sub = get_subscriber(session, email)
+        mails = mails_of(session, sub.id) if sub.id is not None else []
+
+    def listed(values: tuple[str, ...]) -> str:
+        return "; ".join(values) if values else "-"
+
+    t = Table(show_header=False, title=sub.email)
+    for key, value in (
+        ("name", sub.name or "-"), ("status", sub.status.value),
+        ("created", f"{sub.created_at:%Y-%m-%d %H:%M}" if sub.created_at else "-"),
+        ("confirmed", f"{sub.confirmed_at:%Y-%m-%d %H:%M}" if sub.confirmed_at else "-"),
+        ("interests", listed(sub.interests)), ("not interested", listed(sub.negative_interests)),
+        ("must include", listed(sub.include_keywords)), ("exclude", listed(sub.exclude_keywords)),
+        ("seed papers", listed(sub.seed_papers)), ("max papers", str(sub.max_papers)),
+        ("frequency", sub.frequency),
+    ):
+        t.add_row(key, value)
+    out.print(t)
+    if not mails:
+        out.print("no deliveries yet")
+        return
+    m = Table(title="last mails")
+    for col in ("date", "kind", "status", "papers", "attempts", "sent / last error"):
+        m.add_column(col)
+    for line in mails:
+        note = f"{line.sent_at:%Y-%m-%d %H:%M}" if line.sent_at else (line.last_error or "")
+        m.add_row(line.digest_date.isoformat(), line.kind, line.status, str(line.papers), str(line.attempts), note)
+    out.print(m)
+
+
+@subs_app.command("edit")
+@friendly
+def subscribers_edit(
+    email: str,
+    interest: Annotated[list[str] | None, typer.Option("--interest", "-i", help="Replaces the interests (repeatable; \"\" clears).")] = None,
+    not_interested: Annotated[list[str] | None, typer.Option("--not-interested", help="Replaces the topics pushed down.")] = None,
+    include: Annotated[list[str] | None, typer.Option("--include", help="Replaces the keywords a paper must contain.")] = None,
+    exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Replaces the keywords that remove a paper.")] = None,
+    seed_paper: Annotated[list[str] | None, typer.Option("--seed-paper", help="Replaces the seed papers (arXiv ids).")] = None,
+    max_papers: Annotated[int | None, typer.Option("--max-papers", help="Papers per digest.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Display name.")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="pending, active, unsubscribed or bounced; "
+                                               "active un-suppresses a bounced address.")] = None,
+) -> None:
+    """Change a subscriber: each option given replaces that field; the others stay as they are."""
+    given: dict[str, object] = {
+        "interests": interest, "negative_interests": not_interested, "include_keywords": include,
+        "exclude_keywords": exclude, "seed_papers": seed_paper, "max_papers": max_papers, "name": name,
+        "status": status,
+    }
+    changes = {k: v for k, v in given.items() if v is not None}
+    if not changes:
+        raise ValueError("nothing to change: give at least one option (digest subscribers edit --help)")
+    engine = pipeline.open_store(settings())
+    with session_factory(engine).begin() as session:
+        sub = edit_subscriber(session, email, **changes)
+    out.print(f"updated {sub.email}: {', '.join(k.replace('_', ' ') for k in changes)}", highlight=False)
 
 
 @subs_app.command("remove")
@@ -265,6 +337,55 @@ def send(
         f"retried {report.retried}, re-sent {report.resent}, still planned {report.pending}",
         highlight=False,
     )
+
+
+_STATUS_ORDER = ("planned", "sending", "sent", "failed", "skipped")
+
+
+def _counts(counts: dict[str, int]) -> str:
+    known = [(k, counts[k]) for k in _STATUS_ORDER if counts.get(k)]
+    other = [(k, n) for k, n in sorted(counts.items()) if k not in _STATUS_ORDER and n]
+    return ", ".join(f"{k} {n}" for k, n in known + other) or "nothing"
+
+
+@app.command("status")
+@friendly
+def status_cmd(
+    day: Annotated[str | None, typer.Option("--date", "-d", help="Digest date to detail (default: the "
+                                            "scheduled one, today - DIGEST_LAG_DAYS).")] = None,
+    days: Annotated[int, typer.Option("--days", help="How many past digest dates to list.")] = 7,
+) -> None:
+    """What an operator checks: the last runs (outbox by date, Prefect flow runs when an API answers), the
+    day's outbox by status, suppressed addresses, and failures with their last error."""
+    from digest.store.reports import counts_by_date, counts_by_kind, problems
+    from flows.prefect_api import find_api, recent_flow_runs
+
+    s = settings()
+    d = parse_day(day) or pipeline.scheduled_day(s)
+    engine = pipeline.open_store(s)
+    with session_factory(engine)() as session:
+        by_date = counts_by_date(session, days)
+        kinds = counts_by_kind(session, d)
+        bounced = list_subscribers(session, SubscriberStatus.bounced)
+        trouble = problems(session)
+    say = functools.partial(out.print, highlight=False, soft_wrap=True)
+    say(f"Digests, last {days} dates in the outbox:" if by_date else "Digests: none in the outbox yet")
+    for when, counts in by_date:
+        say(f"  {when}: {_counts(counts)}")
+    api, why = find_api()
+    if api is None:
+        say(f"Prefect flow runs: no Prefect API ({why})")
+    else:
+        runs = recent_flow_runs(api)
+        say(f"Prefect flow runs of daily-digest ({api}):" if runs else f"Prefect flow runs: none yet ({api})")
+        for r in runs:
+            say(f"  {r.started}  {r.state:<10} {r.name}" + (f": {r.message}" if r.message else ""))
+    say(f"Outbox on {d}: " + ("; ".join(f"{k} {_counts(c)}" for k, c in sorted(kinds.items())) or "nothing"))
+    say(f"Suppressed addresses ({len(bounced)})" + (": " + ", ".join(b.email for b in bounced[:20]) if bounced else "")
+        + (", ..." if len(bounced) > 20 else ""))
+    say(f"Failures and retries ({len(trouble)}{'+' if len(trouble) == 20 else ''})" + (":" if trouble else ""))
+    for p in trouble:
+        say(f"  {p.email} {p.digest_date} {p.kind} {p.status} after {p.attempts} attempts: {p.last_error}")
 
 
 @app.command("rank")

@@ -34,6 +34,7 @@ HEARTBEAT_SECONDS = 30  # Prefect's minimum; the default (180) is longer than th
 ZOMBIE_AFTER_SECONDS = 90  # three missed heartbeats
 ZOMBIE_AUTOMATION = "papers-digest: crash flow runs whose heartbeat stopped"
 SERVER_LOG = "digest-prefect-server.log"  # in PREFECT_HOME
+SERVER_URL_FILE = "digest-prefect-server.url"  # in PREFECT_HOME while our own server runs (`digest status`)
 LEASE_STORAGE = "prefect.server.concurrency.lease_storage.filesystem"
 _PR_SET_PDEATHSIG = 1
 
@@ -169,12 +170,18 @@ def prefect_api(scheduler: bool = True) -> Iterator[PrefectApi]:
         with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: HEARTBEAT_SECONDS}):
             yield PrefectApi(given)
         return
-    proc, api, log = start_server(Path(PREFECT_HOME.value()), scheduler=scheduler, timeout=_startup_timeout())
+    home = Path(PREFECT_HOME.value())
+    proc, api, log = start_server(home, scheduler=scheduler, timeout=_startup_timeout())
+    url_file = home / SERVER_URL_FILE
+    url_file.write_text(api)
     try:
         with temporary_settings({PREFECT_API_URL: api, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: HEARTBEAT_SECONDS}):
             yield PrefectApi(api, proc.pid, log)
     finally:
         stop_server(proc)
+        with contextlib.suppress(OSError):
+            if url_file.read_text() == api:  # another process's server may have written it since
+                url_file.unlink()
 
 
 def ensure_zombie_automation() -> bool:
@@ -213,3 +220,54 @@ def ensure_zombie_automation() -> bool:
         )],
     ).create()
     return True
+
+
+def find_api() -> tuple[str | None, str]:
+    """A Prefect API to read from without starting anything: ``PREFECT_API_URL``, else the server of a
+    `digest serve` or `digest run` running with this PREFECT_HOME. ``(url, "")`` when it answers, else
+    ``(None, why not)``."""
+    from prefect.settings import Settings as PrefectSettings
+
+    current = PrefectSettings()  # read afresh: environment and profile as they are now
+    url = current.api.url
+    source = "PREFECT_API_URL"
+    if not url:
+        url_file = Path(current.home) / SERVER_URL_FILE
+        try:
+            url = url_file.read_text().strip()
+            source = f"the server of a `digest serve`/`digest run` ({url_file})"
+        except OSError:
+            return None, "PREFECT_API_URL is not set and no `digest serve` or `digest run` is running here"
+    problem = _healthy(url)
+    if problem is not None:
+        return None, f"{source} {url} does not answer ({problem})"
+    return url, ""
+
+
+@dataclass(frozen=True)
+class RunLine:
+    name: str
+    state: str  # the state's name: Completed, NoListing, Failed, Crashed, Cancelled, Running, ...
+    started: str  # ISO time or ""
+    message: str
+
+
+def recent_flow_runs(api: str, flow_name: str = "daily-digest", limit: int = 5) -> list[RunLine]:
+    """The last ``limit`` runs of ``flow_name`` that started, newest first."""
+    import asyncio
+
+    from prefect.client.orchestration import PrefectClient
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterStartTime
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    async def read() -> list[RunLine]:
+        async with PrefectClient(api) as client:
+            runs = await client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
+                flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(is_null_=False)),
+                sort=FlowRunSort.START_TIME_DESC, limit=limit)
+        return [RunLine(r.name, r.state.name if r.state else "?",
+                        r.start_time.isoformat(timespec="seconds") if r.start_time else "",
+                        (r.state.message or "") if r.state else "") for r in runs]
+
+    return asyncio.run(read())

@@ -125,3 +125,8 @@ def test_an_empty_weekday_exits_4_an_empty_weekend_0(prefect_url: str, run_env: 
     weekend = digest_run(prefect_url, run_env, "--date", SAT.isoformat())
     assert weekend.returncode == 0, weekend.stderr
     assert weekend.stderr.strip() == "" and "weekend" in weekend.stdout
+    env = {**os.environ, "PREFECT_API_URL": prefect_url, **run_env}
+    status = subprocess.run([str(DIGEST), "status"], env=env, capture_output=True, text=True, timeout=300)
+    assert status.returncode == 0, status.stderr
+    runs = status.stdout.split("Prefect flow runs of daily-digest", 1)[1].split("Outbox on", 1)[0]
+    assert "NoListing" in runs and "Wednesday" in runs and "Completed" in runs, status.stdout

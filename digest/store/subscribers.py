@@ -4,7 +4,7 @@ change a subscriber. Every value is validated by the domain rules in ``digest.mo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -176,5 +176,46 @@ def update_preferences(session: Session, subscriber_id: int, prefs: Preferences)
     if row is None:
         raise SubscriberNotFoundError(f"no subscriber {subscriber_id}")
     _apply(row, prefs)
+    session.flush()
+    return row_to_subscriber(row)
+
+
+# What ``edit_subscriber`` may change: the preferences (validated by ``_apply``), plus these.
+_EDITABLE_EXTRA = ("name", "seed_papers", "status")
+
+
+def edit_subscriber(session: Session, email: str, **changes: object) -> Subscriber:
+    """The operator's edit of one subscriber: any of the ``Preferences`` fields (interests,
+    negative_interests, include_keywords, exclude_keywords, max_papers, ...) and ``name``, ``seed_papers``,
+    ``status``. Fields not given keep their value. Every value is validated before anything is written:
+    ``ValueError`` / ``InvalidAddressError`` leave the row as it was; ``SubscriberNotFoundError`` for an
+    unknown address; ``TypeError`` for a field that cannot be edited. ``status="active"`` makes a bounced
+    (suppressed), pending or unsubscribed address active again."""
+    row = session.scalar(select(SubscriberRow).where(SubscriberRow.email == normalise_email(email)))
+    if row is None:
+        raise SubscriberNotFoundError(f"no subscriber {email}")
+    pref_fields = {f.name for f in fields(Preferences)}
+    unknown = set(changes) - pref_fields - set(_EDITABLE_EXTRA)
+    if unknown:
+        raise TypeError(f"cannot edit {', '.join(sorted(unknown))}")
+    current = Preferences(**{f: getattr(row, f) for f in pref_fields if hasattr(row, f)})
+    prefs = replace(current, **{k: v for k, v in changes.items() if k in pref_fields})
+    extra: dict[str, object] = {}
+    if "name" in changes:
+        extra["name"] = clean_name(changes["name"])  # type: ignore[arg-type]
+    if "seed_papers" in changes:
+        seeds = changes["seed_papers"]
+        extra["seed_papers"] = clean_list([normalise_arxiv_id(x) for x in seeds], "seed papers")  # type: ignore[union-attr]
+    if "status" in changes:
+        try:
+            extra["status"] = SubscriberStatus(changes["status"]).value
+        except ValueError:
+            raise ValueError(f"status must be one of {', '.join(s.value for s in SubscriberStatus)}, "
+                             f"not {changes['status']!r}") from None
+    _apply(row, prefs)  # validates all of its values before writing any
+    for key, value in extra.items():
+        setattr(row, key, value)
+    if extra.get("status") == SubscriberStatus.active.value and row.confirmed_at is None:
+        row.confirmed_at = utcnow()
     session.flush()
     return row_to_subscriber(row)
