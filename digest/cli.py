@@ -583,22 +583,61 @@ def serve(
 @friendly
 def demo(
     workdir: Annotated[Path, typer.Option("--dir", help="Where the demo database and outbox/ go.")] = Path("."),
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs too.")] = False,
 ) -> None:
     """The whole day on the bundled real listing: fresh SQLite file, three subscribers, mails received
     by a real SMTP server on 127.0.0.1 and stored in ./outbox/. No network, no configuration."""
     from flows.demo import run_demo
+    from flows.prefect_api import PrefectApiError
 
-    result = run_demo(workdir)
-    _print_summary(result.summary)
-    out.print(f"database: {result.database}", highlight=False, soft_wrap=True)
-    out.print("mails received (in ./outbox/):")
-    for p in result.mails:
-        out.print(f"  {p}", highlight=False, soft_wrap=True)
-    out.print("open in a browser:")
-    for p in result.previews:
-        out.print(f"  {p}", highlight=False, soft_wrap=True)
+    quiet_prefect(verbose)
+    try:
+        result = run_demo(workdir)
+    except PrefectApiError as e:
+        raise fail(e, EXIT_USER_ERROR) from None
     if not result.mails:
         raise ValueError("the demo sent no mail")
+    _teach(result)
+
+
+def _teach(result: Any) -> None:
+    """What the demo did, for whom and why, and what to try next."""
+    from rich.markup import escape
+
+    say = functools.partial(out.print, highlight=False, soft_wrap=True)
+    s, outbox = result.summary, result.mails[0].parent
+    say(f"[bold]papers-digest demo[/]: the digest of {result.day}, from a real Hugging Face listing of "
+        f"{s.papers_fetched} papers shipped in the package, run by the Prefect flow daily-digest on a fresh "
+        f"database ({escape(str(result.database))}).")
+    say(f"{s.papers_embedded} papers embedded, {s.deliveries_planned} digests planned, {s.sent} sent "
+        f"({s.failed} failed) to a real SMTP server on 127.0.0.1, which saved them in {escape(str(outbox))}/.")
+    say("")
+    say("[bold]Who got what[/]")
+    for r in result.readers:
+        asked = ("; ".join(f'"{escape(i)}"' for i in r.interests) if r.interests
+                 else "nothing in particular, so they get the day's most upvoted papers")
+        say(f"  {escape(r.name)} <{r.email}> asked for {asked}:")
+        for n, (title, why) in enumerate(r.picks, 1):
+            say(f"    {n}. {escape(title)}  [dim]({escape(why)})[/]")
+        if r.papers > len(r.picks):
+            say(f"    ... {r.papers - len(r.picks)} more in the mail")
+        if r.preview is not None:
+            say(f"    their mail: {escape(str(r.preview))}")
+    first = result.readers[0].preview or result.previews[0]
+    env = (f"DIGEST_DATABASE_URL=sqlite:///{result.database} DIGEST_OUTBOX_DIR={outbox} "
+           f"DIGEST_DEMO_SECRET_FALLBACK=true")
+    say("")
+    say("[bold]Next steps[/]")
+    say(f"  1. Read a digest: open {escape(str(first))} in a browser (the .eml beside it in a mail client).")
+    say("  2. See what subscribers see (sign-up, preferences, unsubscribe) on http://127.0.0.1:8000:")
+    say(f"       {escape(env)} digest web")
+    say("  3. Add yourself and get your own digest of that day (no SMTP server set: it is written to the "
+        "outbox folder as an .eml file):")
+    say(f"       export {escape(env)}")
+    say('       digest subscribers add you@example.org --interest "your topic"')
+    say(f"       digest run --from-file {escape(str(result.listing))}")
+    say("  4. For real: set DIGEST_SMTP_HOST, DIGEST_SECRET_KEY and DIGEST_PUBLIC_URL, then run `digest serve` "
+        "(README.md, deploy/README.md).")
 
 
 @app.command()

@@ -135,6 +135,17 @@ def start_server(home: Path, *, scheduler: bool, timeout: float) -> tuple[subpro
     )
 
 
+def _send_what_is_queued(timeout: float = 10.0) -> None:
+    """Let Prefect's background workers send the run's last logs and events while the server still
+    answers (else they print 'Error logging to API' at exit)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        with contextlib.suppress(Exception):
+            worker.drain_all(timeout=timeout)
+
+
 def stop_server(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -176,7 +187,10 @@ def prefect_api(scheduler: bool = True) -> Iterator[PrefectApi]:
     url_file.write_text(api)
     try:
         with temporary_settings({PREFECT_API_URL: api, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: HEARTBEAT_SECONDS}):
-            yield PrefectApi(api, proc.pid, log)
+            try:
+                yield PrefectApi(api, proc.pid, log)
+            finally:
+                _send_what_is_queued()
     finally:
         stop_server(proc)
         with contextlib.suppress(OSError):

@@ -158,10 +158,12 @@ def test_serve_runs_the_schedule_and_a_crashed_run_does_not_block_the_next(
 
     api = re.search(r"Prefect API (http://\S+/api)", second_log.read_text())
     assert api, second_log.read_text()[-2000:]
-    runs = sorted(flow_runs(api.group(1)), key=lambda r: r.start_time or r.expected_start_time)
-    states = [r.state.name for r in runs if r.start_time is not None]
-    assert states[0] == "Crashed" and "heartbeat" in (runs[0].state.message or ""), states
+    runs = flow_runs(api.group(1))
+    states = sorted(r.state.name for r in runs if r.state is not None)
+    crashed = [r.state.message or "" for r in runs if r.state is not None and r.state.name == "Crashed"]
+    assert len(crashed) == 1 and "heartbeat" in crashed[0], states  # the killed run, found by its silence
     assert "Completed" in states, states
+    print(f"flow runs by state: { {s: states.count(s) for s in sorted(set(states))} }")
 
     stopping = time.monotonic()
     second.send_signal(signal.SIGTERM)
