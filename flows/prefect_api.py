@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -198,26 +199,22 @@ def prefect_api(scheduler: bool = True) -> Iterator[PrefectApi]:
                 url_file.unlink()
 
 
-def ensure_zombie_automation() -> bool:
-    """Create, once per Prefect server, the automation that marks a flow run Crashed when it has sent no
-    event for ``ZOMBIE_AFTER_SECONDS`` after a heartbeat: its process died (``kill -9``, OOM, power)
-    without saying so. A Crashed run frees the deployment's concurrency slot, so the next scheduled run
-    goes ahead instead of being cancelled. Returns whether it was created now (False: it existed)."""
+def zombie_automation() -> Any:
+    """The automation that marks a flow run Crashed when it has sent no event for ``ZOMBIE_AFTER_SECONDS``
+    after a heartbeat: its process died (``kill -9``, OOM, power) without saying so. A Crashed run frees
+    the deployment's concurrency slot, so the next scheduled run goes ahead instead of being cancelled.
+    ``deploy/crash-watch.yaml`` is the same, for `prefect automation create --from-file`."""
     from prefect.automations import Automation
     from prefect.client.schemas.objects import StateType
     from prefect.events.actions import ChangeFlowRunState
     from prefect.events.schemas.automations import EventTrigger, Posture
     from prefect.events.schemas.events import ResourceSpecification
 
-    try:
-        Automation.read(name=ZOMBIE_AUTOMATION)
-        return False
-    except ValueError:
-        pass
-    Automation(
+    return Automation(
         name=ZOMBIE_AUTOMATION,
-        description=f"Made by papers-digest: no heartbeat for {ZOMBIE_AFTER_SECONDS} s means the run's "
-                    f"process died; mark it Crashed so the next run is not blocked.",
+        description=f"papers-digest: no heartbeat for {ZOMBIE_AFTER_SECONDS} s means the run's process died; "
+                    f"mark it Crashed so the next run is not blocked. Needs flow runs to send heartbeats "
+                    f"every {HEARTBEAT_SECONDS} s (PREFECT_FLOWS_HEARTBEAT_FREQUENCY).",
         trigger=EventTrigger(
             after={"prefect.flow-run.heartbeat"},
             # any flow-run event counts as alive: a heartbeat, or a final state of any name (NoListing too)
@@ -232,7 +229,20 @@ def ensure_zombie_automation() -> bool:
             state=StateType.CRASHED,
             message=f"No heartbeat for {ZOMBIE_AFTER_SECONDS} s: the process running this flow run died.",
         )],
-    ).create()
+    )
+
+
+def ensure_zombie_automation() -> bool:
+    """Create ``zombie_automation()`` on the current Prefect API unless one of that name exists there
+    (idempotent: every `digest serve` start calls it). Returns whether it was created now."""
+    from prefect.automations import Automation
+
+    try:
+        Automation.read(name=ZOMBIE_AUTOMATION)
+        return False
+    except ValueError:
+        pass
+    zombie_automation().create()
     return True
 
 
