@@ -81,8 +81,10 @@ class _NotPrefect(logging.Filter):
 
 
 def quiet_prefect(verbose: bool) -> None:
-    """One line per outcome in the terminal unless ``verbose`` (then Prefect's records too)."""
+    """One line per outcome in the terminal unless ``verbose`` or the global ``digest --verbose`` (then
+    Prefect's records too)."""
     root = logging.getLogger()
+    verbose = verbose or root.level <= logging.INFO
     for handler in root.handlers:
         for f in [f for f in handler.filters if isinstance(f, _NotPrefect)]:
             handler.removeFilter(f)
