@@ -34,6 +34,7 @@ import httpx
 HEARTBEAT_SECONDS = 30  # Prefect's minimum; the default (180) is longer than the zombie window below
 ZOMBIE_AFTER_SECONDS = 90  # three missed heartbeats
 ZOMBIE_AUTOMATION = "papers-digest: crash flow runs whose heartbeat stopped"
+WATCHED_FLOWS = ("daily-digest", "backfill")  # the flows the automation watches (flows/daily.py, backfill.py)
 SERVER_LOG = "digest-prefect-server.log"  # in PREFECT_HOME
 SERVER_URL_FILE = "digest-prefect-server.url"  # in PREFECT_HOME while our own server runs (`digest status`)
 LEASE_STORAGE = "prefect.server.concurrency.lease_storage.filesystem"
@@ -220,6 +221,9 @@ def zombie_automation() -> Any:
             # any flow-run event counts as alive: a heartbeat, or a final state of any name (NoListing too)
             expect={"prefect.flow-run.*"},
             match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            # only our flows: on a shared server, other flows may send heartbeats less often than the window
+            match_related=ResourceSpecification({"prefect.resource.role": "flow",
+                                                 "prefect.resource.name": list(WATCHED_FLOWS)}),
             for_each={"prefect.resource.id"},
             posture=Posture.Proactive,
             threshold=1,
