@@ -20,10 +20,13 @@ from digest.sources import FetchError, ListingFormatError
 from digest.store import session_factory, upgrade
 from digest.store.db import create_db_engine, current_revision
 from digest.store.papers import count_papers, list_papers
+from digest.models import SubscriberStatus
 from digest.store.subscribers import (
     SubscriberExistsError,
     SubscriberNotFoundError,
     add_subscriber,
+    edit_subscriber,
+    get_subscriber,
     list_subscribers,
     remove_subscriber,
 )
@@ -45,6 +48,51 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     ListingFormatError, FetchError, InvalidAddressError, SubscriberExistsError, SubscriberNotFoundError,
     ValueError, FileNotFoundError,
 )
+
+
+# Exit codes of `digest run` (and the other commands): documented in the README.
+EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_SEND_STOPPED, EXIT_NO_LISTING = 0, 1, 2, 3, 4
+
+
+def fail(message: object, code: int) -> typer.Exit:
+    """Print one error line on stderr; the ``typer.Exit`` to raise with ``code``."""
+    notes = "".join(f" ({n})" for n in getattr(message, "__notes__", []))
+    err.print(f"[bold red]error:[/] {message}{notes}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The documented exit code of a run that ended with ``exc``."""
+    from digest.send import TooManySendErrors
+
+    if isinstance(exc, TooManySendErrors):
+        return EXIT_SEND_STOPPED
+    if isinstance(exc, USER_ERRORS):
+        return EXIT_USER_ERROR
+    return EXIT_FAILED
+
+
+class _NotPrefect(logging.Filter):
+    """Keeps Prefect's own records (engine, task and flow run logs, tracebacks) off the terminal; they still
+    reach the Prefect API's log of the run, whose handlers sit on Prefect's own loggers."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.name.startswith("prefect")
+
+
+def quiet_prefect(verbose: bool) -> None:
+    """One line per outcome in the terminal unless ``verbose`` or the global ``digest --verbose`` (then
+    Prefect's records too)."""
+    root = logging.getLogger()
+    verbose = verbose or root.level <= logging.INFO
+    for handler in root.handlers:
+        for f in [f for f in handler.filters if isinstance(f, _NotPrefect)]:
+            handler.removeFilter(f)
+        if not verbose:
+            handler.addFilter(_NotPrefect())
+    if verbose:
+        root.setLevel(logging.INFO)
+    logging.getLogger("httpx").setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 def friendly(fn: F) -> F:
@@ -76,8 +124,20 @@ def parse_day(value: str | None) -> date | None:
 DateOpt = Annotated[str | None, typer.Option("--date", "-d", help="Listing date, YYYY-MM-DD.")]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from digest.config import package_version
+
+        out.print(f"papers-digest {package_version()}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False) -> None:
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
 
 
@@ -179,11 +239,13 @@ def subscribers_add(
 
 @subs_app.command("list")
 @friendly
-def subscribers_list() -> None:
-    """List subscribers."""
+def subscribers_list(
+    status: Annotated[SubscriberStatus | None, typer.Option("--status", help="Only subscribers with this status.")] = None,
+) -> None:
+    """List subscribers (all, or those with one status: pending, active, unsubscribed, bounced)."""
     engine = pipeline.open_store(settings())
     with session_factory(engine)() as session:
-        subs = list_subscribers(session)
+        subs = list_subscribers(session, status)
     t = Table()
     for col in ("email", "status", "max", "interests"):
         t.add_column(col)
@@ -191,6 +253,79 @@ def subscribers_list() -> None:
         t.add_row(s.email, s.status.value, str(s.max_papers), "; ".join(s.interests))
     out.print(t)
     out.print(f"{len(subs)} subscribers")
+
+
+@subs_app.command("show")
+@friendly
+def subscribers_show(email: str) -> None:
+    """Everything about one subscriber: preferences, status, and their last mails."""
+    from digest.store.reports import mails_of
+
+    engine = pipeline.open_store(settings())
+    with session_factory(engine)() as session:
+        sub = get_subscriber(session, email)
+        mails = mails_of(session, sub.id) if sub.id is not None else []
+
+    def listed(values: tuple[str, ...]) -> str:
+        return "; ".join(values) if values else "-"
+
+    t = Table(show_header=False, title=sub.email)
+    for key, value in (
+        ("name", sub.name or "-"), ("status", sub.status.value),
+        ("created", f"{sub.created_at:%Y-%m-%d %H:%M}" if sub.created_at else "-"),
+        ("confirmed", f"{sub.confirmed_at:%Y-%m-%d %H:%M}" if sub.confirmed_at else "-"),
+        ("interests", listed(sub.interests)), ("not interested", listed(sub.negative_interests)),
+        ("must include", listed(sub.include_keywords)), ("exclude", listed(sub.exclude_keywords)),
+        ("seed papers", listed(sub.seed_papers)), ("max papers", str(sub.max_papers)),
+        ("frequency", sub.frequency),
+    ):
+        t.add_row(key, value)
+    out.print(t)
+    if not mails:
+        out.print("no deliveries yet")
+        return
+    m = Table(title="last mails")
+    for col in ("date", "kind", "status", "papers", "attempts", "sent / last error"):
+        m.add_column(col)
+    for line in mails:
+        note = f"{line.sent_at:%Y-%m-%d %H:%M}" if line.sent_at else (line.last_error or "")
+        m.add_row(line.digest_date.isoformat(), line.kind, line.status, str(line.papers), str(line.attempts), note)
+    out.print(m)
+
+
+@subs_app.command("edit")
+@friendly
+def subscribers_edit(
+    email: str,
+    interest: Annotated[list[str] | None, typer.Option("--interest", "-i", help="Replaces the interests (repeatable; \"\" clears).")] = None,
+    not_interested: Annotated[list[str] | None, typer.Option("--not-interested", help="Replaces the topics pushed down.")] = None,
+    include: Annotated[list[str] | None, typer.Option("--include", help="Replaces the keywords a paper must contain.")] = None,
+    exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Replaces the keywords that remove a paper.")] = None,
+    seed_paper: Annotated[list[str] | None, typer.Option(
+        "--seed-paper", help="Replaces the seed papers (arXiv ids or links, as for `subscribers add`).")] = None,
+    max_papers: Annotated[int | None, typer.Option("--max-papers", help="Papers per digest.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Display name.")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="pending, active, unsubscribed or bounced; "
+                                               "active un-suppresses a bounced address.")] = None,
+) -> None:
+    """Change a subscriber: each option given replaces that field; the others stay as they are."""
+    given: dict[str, object] = {
+        "interests": interest, "negative_interests": not_interested, "include_keywords": include,
+        "exclude_keywords": exclude, "seed_papers": seed_paper, "max_papers": max_papers, "name": name,
+        "status": status,
+    }
+    changes = {k: v for k, v in given.items() if v is not None}
+    if not changes:
+        raise ValueError("nothing to change: give at least one option (digest subscribers edit --help)")
+    s = settings()
+    engine = pipeline.open_store(s)
+    if seed_paper is not None:
+        from digest.seeds import resolve_seed_papers
+
+        changes["seed_papers"] = resolve_seed_papers(engine, s, [p for p in seed_paper if p.strip()])
+    with session_factory(engine).begin() as session:
+        sub = edit_subscriber(session, email, **changes)
+    out.print(f"updated {sub.email}: {', '.join(k.replace('_', ' ') for k in changes)}", highlight=False)
 
 
 @subs_app.command("remove")
@@ -245,6 +380,55 @@ def send(
         f"skipped {report.skipped}, still planned {report.pending}",
         highlight=False, soft_wrap=True,
     )
+
+
+_STATUS_ORDER = ("planned", "sending", "sent", "failed", "skipped")
+
+
+def _counts(counts: dict[str, int]) -> str:
+    known = [(k, counts[k]) for k in _STATUS_ORDER if counts.get(k)]
+    other = [(k, n) for k, n in sorted(counts.items()) if k not in _STATUS_ORDER and n]
+    return ", ".join(f"{k} {n}" for k, n in known + other) or "nothing"
+
+
+@app.command("status")
+@friendly
+def status_cmd(
+    day: Annotated[str | None, typer.Option("--date", "-d", help="Digest date to detail (default: the "
+                                            "scheduled one, today - DIGEST_LAG_DAYS).")] = None,
+    days: Annotated[int, typer.Option("--days", help="How many past digest dates to list.")] = 7,
+) -> None:
+    """What an operator checks: the last runs (outbox by date, Prefect flow runs when an API answers), the
+    day's outbox by status, suppressed addresses, and failures with their last error."""
+    from digest.store.reports import counts_by_date, counts_by_kind, problems
+    from flows.prefect_api import find_api, recent_flow_runs
+
+    s = settings()
+    d = parse_day(day) or pipeline.scheduled_day(s)
+    engine = pipeline.open_store(s)
+    with session_factory(engine)() as session:
+        by_date = counts_by_date(session, days)
+        kinds = counts_by_kind(session, d)
+        bounced = list_subscribers(session, SubscriberStatus.bounced)
+        trouble = problems(session)
+    say = functools.partial(out.print, highlight=False, soft_wrap=True)
+    say(f"Digests, last {days} dates in the outbox:" if by_date else "Digests: none in the outbox yet")
+    for when, counts in by_date:
+        say(f"  {when}: {_counts(counts)}")
+    api, why = find_api()
+    if api is None:
+        say(f"Prefect flow runs: no Prefect API ({why})")
+    else:
+        runs = recent_flow_runs(api)
+        say(f"Prefect flow runs of daily-digest ({api}):" if runs else f"Prefect flow runs: none yet ({api})")
+        for r in runs:
+            say(f"  {r.started}  {r.state:<10} {r.name}" + (f": {r.message}" if r.message else ""))
+    say(f"Outbox on {d}: " + ("; ".join(f"{k} {_counts(c)}" for k, c in sorted(kinds.items())) or "nothing"))
+    say(f"Suppressed addresses ({len(bounced)})" + (": " + ", ".join(b.email for b in bounced[:20]) if bounced else "")
+        + (", ..." if len(bounced) > 20 else ""))
+    say(f"Failures and retries ({len(trouble)}{'+' if len(trouble) == 20 else ''})" + (":" if trouble else ""))
+    for p in trouble:
+        say(f"  {p.email} {p.digest_date} {p.kind} {p.status} after {p.attempts} attempts: {p.last_error}")
 
 
 @app.command("rank")
@@ -332,16 +516,39 @@ def preview(
 @app.command()
 @friendly
 def run(
-    day: DateOpt = None,
+    day: Annotated[str | None, typer.Option(
+        "--date", "-d", help="Listing day to mail, YYYY-MM-DD (default: today - DIGEST_LAG_DAYS in "
+        "DIGEST_TIMEZONE, the last complete day; with --from-file: the file's day).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Fetch, store, embed and plan; send nothing.")] = False,
     from_file: Annotated[Path | None, typer.Option("--from-file", help="Replay a saved listing.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs and tracebacks too.")] = False,
 ) -> None:
-    """Run the daily digest flow (Prefect, locally) for a date (default: today in the set timezone)."""
-    from flows.daily import daily_digest
+    """Run the daily digest flow (Prefect, locally) for a listing day.
 
-    summary = daily_digest(day=parse_day(day), listing_file=str(from_file) if from_file else None,
-                           send=not dry_run)
-    _print_summary(summary)
+    Exit codes: 0 done (an empty weekend too), 1 unexpected failure,
+    2 bad input or configuration, 3 sending stopped (errors in a row),
+    4 no listing on a weekday (the run ends Completed/NoListing).
+
+    One line in the terminal; the trace is in the run's Prefect logs."""
+    from flows.daily import NO_LISTING, daily_digest
+    from flows.prefect_api import PrefectApiError, prefect_api
+
+    quiet_prefect(verbose)
+    try:
+        with prefect_api(scheduler=False):
+            state = daily_digest(day=parse_day(day), listing_file=str(from_file) if from_file else None,
+                                 send=not dry_run, return_state=True)
+    except PrefectApiError as e:
+        raise fail(e, EXIT_USER_ERROR) from None
+    value = state.result(raise_on_failure=False)
+    if not state.is_completed():
+        if isinstance(value, BaseException):
+            raise fail(value, exit_code_for(value)) from None
+        raise fail(f"the run ended {state.name}: {state.message}", EXIT_FAILED)
+    _print_summary(value)
+    if state.name == NO_LISTING:
+        err.print(f"[bold yellow]warning:[/] {state.message}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_NO_LISTING)
 
 
 def _print_summary(summary: Any) -> None:
@@ -395,37 +602,85 @@ def backfill(
 def serve(
     once: Annotated[bool, typer.Option("--once", help="Register the deployments and exit instead of serving.")] = False,
 ) -> None:
-    """Serve the daily schedule (cron and timezone from settings) and the backfill deployment."""
+    """Serve the daily schedule (settings: cron, timezone) and the backfill.
+
+    Uses PREFECT_API_URL when set, else its own Prefect server with a
+    scheduler. A run whose process died is marked Crashed after 90 s
+    without heartbeat, so the next run goes ahead (deploy/README.md)."""
     from flows.deployments import build_deployments, serve_forever
+    from flows.prefect_api import PrefectApiError, prefect_api
 
     s = settings()
-    if once:
-        ids = build_deployments(s, apply=True)
-        out.print(f"registered {len(ids)} deployments: daily-digest ({s.schedule_cron} {s.timezone}), backfill")
-        return
-    serve_forever(s)
+    try:
+        if once:
+            with prefect_api(scheduler=False):
+                ids = build_deployments(s, apply=True)
+            out.print(f"registered {len(ids)} deployments: daily-digest ({s.schedule_cron} {s.timezone}), backfill")
+            return
+        serve_forever(s, say=lambda line: out.print(line, highlight=False, soft_wrap=True))
+    except PrefectApiError as e:
+        raise fail(e, EXIT_USER_ERROR) from None
 
 
 @app.command()
 @friendly
 def demo(
     workdir: Annotated[Path, typer.Option("--dir", help="Where the demo database and outbox/ go.")] = Path("."),
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs too.")] = False,
 ) -> None:
     """The whole day on the bundled real listing: fresh SQLite file, three subscribers, mails received
     by a real SMTP server on 127.0.0.1 and stored in ./outbox/. No network, no configuration."""
     from flows.demo import run_demo
+    from flows.prefect_api import PrefectApiError
 
-    result = run_demo(workdir)
-    _print_summary(result.summary)
-    out.print(f"database: {result.database}", highlight=False, soft_wrap=True)
-    out.print("mails received (in ./outbox/):")
-    for p in result.mails:
-        out.print(f"  {p}", highlight=False, soft_wrap=True)
-    out.print("open in a browser:")
-    for p in result.previews:
-        out.print(f"  {p}", highlight=False, soft_wrap=True)
+    quiet_prefect(verbose)
+    try:
+        result = run_demo(workdir)
+    except PrefectApiError as e:
+        raise fail(e, EXIT_USER_ERROR) from None
     if not result.mails:
         raise ValueError("the demo sent no mail")
+    _teach(result)
+
+
+def _teach(result: Any) -> None:
+    """What the demo did, for whom and why, and what to try next."""
+    from rich.markup import escape
+
+    say = functools.partial(out.print, highlight=False, soft_wrap=True)
+    s, outbox = result.summary, result.mails[0].parent
+    say(f"[bold]papers-digest demo[/]: the digest of {result.day}, from a real Hugging Face listing of "
+        f"{s.papers_fetched} papers shipped in the package, run by the Prefect flow daily-digest on a fresh "
+        f"database ({escape(str(result.database))}).")
+    say(f"{s.papers_embedded} papers embedded, {s.deliveries_planned} digests planned, {s.sent} sent "
+        f"({s.failed} failed) to a real SMTP server on 127.0.0.1, which saved them in {escape(str(outbox))}/.")
+    say("")
+    say("[bold]Who got what[/]")
+    for r in result.readers:
+        asked = ("; ".join(f'"{escape(i)}"' for i in r.interests) if r.interests
+                 else "nothing in particular, so they get the day's most upvoted papers")
+        say(f"  {escape(r.name)} <{r.email}> asked for {asked}:")
+        for n, (title, why) in enumerate(r.picks, 1):
+            say(f"    {n}. {escape(title)}  [dim]({escape(why)})[/]")
+        if r.papers > len(r.picks):
+            say(f"    ... {r.papers - len(r.picks)} more in the mail")
+        if r.preview is not None:
+            say(f"    their mail: {escape(str(r.preview))}")
+    first = result.readers[0].preview or result.previews[0]
+    env = (f"DIGEST_DATABASE_URL=sqlite:///{result.database} DIGEST_OUTBOX_DIR={outbox} "
+           f"DIGEST_DEMO_SECRET_FALLBACK=true")
+    say("")
+    say("[bold]Next steps[/]")
+    say(f"  1. Read a digest: open {escape(str(first))} in a browser (the .eml beside it in a mail client).")
+    say("  2. See what subscribers see (sign-up, preferences, unsubscribe) on http://127.0.0.1:8000:")
+    say(f"       {escape(env)} digest web")
+    say("  3. Add yourself and get your own digest of that day (no SMTP server set: it is written to the "
+        "outbox folder as an .eml file):")
+    say(f"       export {escape(env)}")
+    say('       digest subscribers add you@example.org --interest "your topic"')
+    say(f"       digest run --from-file {escape(str(result.listing))}")
+    say("  4. For real: set DIGEST_SMTP_HOST, DIGEST_SECRET_KEY and DIGEST_PUBLIC_URL, then run `digest serve` "
+        "(README.md, deploy/README.md).")
 
 
 @app.command()

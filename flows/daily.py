@@ -10,20 +10,25 @@ from datetime import date
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
+from prefect.states import Completed
 from prefect.tasks import exponential_backoff
 
 from digest import pipeline
 from digest.models import Listing
 from digest.send import SendReport, send_day, settle_leases
-from digest.sources import FetchError
+from digest.sources import FetchError, HostNotFoundError
 from digest.config import Settings, get_settings
 from flows.common import engine_for
 
 
 def _network_error(task, task_run, state) -> bool:  # type: ignore[no-untyped-def]
-    """Retry the fetch only for network failures: a listing that does not parse fails at once."""
+    """Retry the fetch only for network failures: a listing that does not parse fails at once, and so
+    does a host name that does not resolve (no network, or a wrong URL: waiting does not help)."""
     try:
         state.result()
+    except HostNotFoundError:
+        return False
     except FetchError:
         return True
     except Exception:
@@ -78,25 +83,52 @@ def connection_shares(connections: int, planned: int, per_task: int) -> list[int
     return [connections // tasks + (1 if i < connections % tasks else 0) for i in range(tasks)]
 
 
-def _publish(summary: pipeline.DaySummary) -> None:
+def _publish(summary: pipeline.DaySummary, warning: str | None = None) -> None:
     log = get_run_logger()
     log.info("digest %s: %s", summary.day, ", ".join(f"{k} {v}" for k, v in summary.rows()))
-    create_markdown_artifact(markdown=summary.markdown(), key=f"digest-{summary.day.isoformat()}",
+    markdown = summary.markdown()
+    if warning:
+        log.warning("%s", warning)
+        markdown = f"> **Warning:** {warning}\n\n{markdown}"
+    create_markdown_artifact(markdown=markdown, key=f"digest-{summary.day.isoformat()}",
                              description=f"Daily digest summary for {summary.day.isoformat()}")
 
 
-@flow(name="daily-digest", log_prints=True)
-def daily_digest(day: date | None = None, listing_file: str | None = None, send: bool = True) -> pipeline.DaySummary:
-    """The day's digest. ``day=None``: today in the configured timezone. ``listing_file``: replay a saved
-    listing instead of fetching. ``send=False``: plan only (dry run)."""
-    s = get_settings()
-    day = day or pipeline.today(s)
-    summary = pipeline.DaySummary(day)
-    listing = fetch_listing(s, day, listing_file)  # raises: the run fails before anything is planned
-    if listing.is_empty:
-        summary.listing = "no listing today"  # the next day's catch-up window mails what comes late
+NO_LISTING = "NoListing"  # the name of the Completed state of a run whose weekday had no listing
+
+
+def _no_listing(summary: pipeline.DaySummary) -> pipeline.DaySummary | State:
+    """An empty day. Hugging Face lists papers every weekday: an empty Monday-Friday is suspicious (an
+    outage, a changed API) and ends the run in the distinct state Completed/NoListing (``digest run``:
+    exit code 4); an empty weekend is normal and quiet. Nothing is planned either way: the next run's
+    re-fetch and catch-up window mail whatever comes late."""
+    weekday = summary.day.strftime("%A")
+    if summary.day.weekday() >= 5:
+        summary.listing = f"no listing ({weekday}, as usual at weekends)"
         _publish(summary)
         return summary
+    message = (f"no listing on a weekday ({weekday} {summary.day.isoformat()}): Hugging Face lists papers "
+               f"every weekday, check the source (DIGEST_HF_BASE_URL) and run again")
+    summary.listing = f"no listing on a weekday ({weekday}): suspicious"
+    _publish(summary, message)
+    return Completed(name=NO_LISTING, message=message, data=summary)
+
+
+@flow(name="daily-digest", log_prints=True)
+def daily_digest(day: date | None = None, listing_file: str | None = None,
+                 send: bool = True) -> pipeline.DaySummary | State:
+    """The digest of listing day ``day``. ``day=None``: the scheduled day, ``today - lag_days`` in the
+    configured timezone (the last complete day), or the file's own day with ``listing_file`` (replay a
+    saved listing instead of fetching). ``send=False``: plan only (dry run). An empty weekday ends in
+    the state Completed named "NoListing" (a caller still gets the summary as the result)."""
+    s = get_settings()
+    if day is None and listing_file is None:
+        day = pipeline.scheduled_day(s)
+    listing = fetch_listing(s, day, listing_file)  # raises: the run fails before anything is planned
+    day = day or listing.listing_date
+    summary = pipeline.DaySummary(day)
+    if listing.is_empty:
+        return _no_listing(summary)
     stored = store_listing(s, listing)
     summary.papers_fetched, summary.papers_new = stored.fetched, stored.report.new
     if listing_file is None:

@@ -2,7 +2,9 @@
 
 A real listing snapshot shipped in the package, a fresh SQLite file, three demo subscribers, a real SMTP
 server on 127.0.0.1 that stores what it receives in ``./outbox/``, and the Prefect flow ``daily_digest``
-run locally (no Prefect server needed). It lives with the flows because it runs one."""
+run locally (Prefect: our own temporary server, see ``flows/prefect_api.py``). It lives with the flows
+because it runs one. ``DemoResult`` carries what the command shows to teach the product: who the demo
+subscribers are, what they asked for, their top picks and why, and the next steps."""
 
 from __future__ import annotations
 
@@ -12,14 +14,20 @@ from datetime import date
 from email import policy
 from pathlib import Path
 
+from sqlalchemy import select
+
 from digest import pipeline
 from digest.config import Settings, use_settings
 from digest.data import snapshot_path
 from digest.mailsink import start_sink
 from digest.pipeline import DaySummary
 from digest.store import session_factory
+from digest.store.outbox import items_of
+from digest.store.papers import papers_by_ids
 from digest.store.subscribers import add_subscriber
+from digest.store.tables import DeliveryRow, SubscriberRow
 from flows.daily import daily_digest
+from flows.prefect_api import prefect_api
 
 DEMO_DAY = date(2026, 8, 18)
 DEMO_SUBSCRIBERS = [
@@ -27,6 +35,19 @@ DEMO_SUBSCRIBERS = [
     ("grace@example.org", "Grace", ["video generation with diffusion models", "3D scene generation"]),
     ("alan@example.org", "Alan", []),  # no interests: the trending papers, as HF's own email
 ]
+TOP = 3  # picks shown per demo subscriber
+
+
+@dataclass(frozen=True)
+class DemoReader:
+    """One demo subscriber as the command presents them: what they asked for and what they got."""
+
+    email: str
+    name: str
+    interests: tuple[str, ...]
+    picks: list[tuple[str, str]]  # (title, why it was picked), in the mail's order
+    papers: int  # how many papers their mail holds
+    preview: Path | None  # the HTML copy of their mail
 
 
 @dataclass
@@ -35,6 +56,9 @@ class DemoResult:
     mails: list[Path]
     previews: list[Path]
     database: Path
+    readers: list[DemoReader]
+    listing: Path  # the snapshot the demo replays
+    day: date = DEMO_DAY
 
 
 def demo_settings(work: Path, smtp_port: int) -> Settings:
@@ -51,13 +75,33 @@ def demo_settings(work: Path, smtp_port: int) -> Settings:
     )
 
 
+def _readers(settings: Settings, previews: dict[str, Path]) -> list[DemoReader]:
+    engine = pipeline.open_store(settings)
+    readers = []
+    with session_factory(engine)() as session:
+        for address, name, interests in DEMO_SUBSCRIBERS:
+            delivery = session.scalar(
+                select(DeliveryRow.id).join(SubscriberRow, SubscriberRow.id == DeliveryRow.subscriber_id)
+                .where(SubscriberRow.email == address, DeliveryRow.digest_date == DEMO_DAY,
+                       DeliveryRow.kind == "digest")
+            )
+            picks = items_of(session, delivery) if delivery is not None else []
+            papers = papers_by_ids(session, (p.arxiv_id for p in picks[:TOP]))
+            readers.append(DemoReader(
+                address, name, tuple(interests),
+                [(papers[p.arxiv_id].title, p.reason) for p in picks[:TOP] if p.arxiv_id in papers],
+                len(picks), previews.get(address),
+            ))
+    return readers
+
+
 def run_demo(workdir: str | Path = ".") -> DemoResult:
     work = Path(workdir).resolve()
     outbox = work / "outbox"
     db = work / "digest-demo.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
-    for old in outbox.glob("*.eml"):
+    for old in [*outbox.glob("*.eml"), *outbox.glob("*.html")]:
         old.unlink()
     controller, sink = start_sink(outbox)
     settings = demo_settings(work, controller.port)
@@ -66,16 +110,17 @@ def run_demo(workdir: str | Path = ".") -> DemoResult:
         with session_factory(engine).begin() as session:
             for address, name, interests in DEMO_SUBSCRIBERS:
                 add_subscriber(session, address, name=name, interests=interests, max_papers=8)
-        with use_settings(settings):
+        with use_settings(settings), prefect_api(scheduler=False):
             summary = daily_digest(day=DEMO_DAY, listing_file=str(snapshot_path()))
     finally:
         controller.stop()
-    previews = []
+    previews: dict[str, Path] = {}
     for path in sink.received:
         msg = email.message_from_bytes(path.read_bytes(), policy=policy.default)
         html = msg.get_body(("html",))
         if html is not None:
             preview = path.with_suffix(".html")
             preview.write_text(html.get_content(), encoding="utf-8")  # type: ignore[attr-defined]
-            previews.append(preview)
-    return DemoResult(summary, sink.received, previews, db)
+            previews[path.name.split("--")[0]] = preview
+    return DemoResult(summary, sink.received, list(previews.values()), db, _readers(settings, previews),
+                      snapshot_path())

@@ -1,17 +1,29 @@
 """The deployments: ``daily-digest`` on a cron (timezone, concurrency 1, CANCEL_NEW) and ``backfill``
-without schedule. ``deploy/prefect.yaml`` says the same for a work-pool set-up."""
+without schedule. ``deploy/prefect.yaml`` says the same for a work-pool set-up.
+
+``serve_forever`` (``digest serve``) serves them against a Prefect API that schedules (``prefect_api``:
+the operator's server, or our own real server child) and makes sure crashed runs are detected."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from prefect import serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
-from prefect.schedules import Cron
+from prefect.schedules import Cron, Interval, Schedule
 
 from digest.config import Settings
 from flows.backfill import backfill
 from flows.daily import daily_digest
+from flows.prefect_api import ZOMBIE_AFTER_SECONDS, ensure_zombie_automation, prefect_api
+
+
+def daily_schedule(settings: Settings) -> Schedule:
+    if settings.schedule_interval_seconds:
+        return Interval(timedelta(seconds=settings.schedule_interval_seconds), timezone=settings.timezone)
+    return Cron(settings.schedule_cron, timezone=settings.timezone)
 
 
 def deployments(settings: Settings) -> list[Any]:
@@ -19,7 +31,7 @@ def deployments(settings: Settings) -> list[Any]:
     return [
         daily_digest.to_deployment(
             name="daily-digest",
-            schedules=[Cron(settings.schedule_cron, timezone=settings.timezone)],
+            schedules=[daily_schedule(settings)],
             concurrency_limit=one_at_a_time,
             description="The day's digest for every active subscriber.",
         ),
@@ -32,5 +44,13 @@ def build_deployments(settings: Settings, apply: bool = True) -> list[Any]:
     return [d.apply() for d in deps] if apply else deps
 
 
-def serve_forever(settings: Settings) -> None:
-    serve(*deployments(settings))
+def serve_forever(settings: Settings, say: Callable[[str], None] = print) -> None:
+    """Serve both deployments until SIGTERM/SIGINT: against ``PREFECT_API_URL``, or our own Prefect server
+    with its scheduler (stopped when we stop, and when we die). Creates the crashed-run automation first."""
+    with prefect_api(scheduler=True) as api:
+        where = f"own server, pid {api.own_server_pid}, log {api.log}" if api.own_server_pid else "PREFECT_API_URL"
+        say(f"Prefect API {api.url} ({where})")
+        created = ensure_zombie_automation()
+        say(f"crashed-run watch: a run without heartbeat for {ZOMBIE_AFTER_SECONDS} s is marked Crashed "
+            f"({'automation created' if created else 'automation present'})")
+        serve(*deployments(settings))

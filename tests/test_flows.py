@@ -95,7 +95,7 @@ def test_empty_day_then_catch_up(prefect_harness: None, env: FlowEnv) -> None:
     # d2's run sees an empty day: it completes and sends nothing.
     env.hf.answers["/api/daily_papers"] = [(200, {}, b"[]")]
     empty = daily_digest(day=d2)
-    assert empty.listing == "no listing today" and empty.sent == 0 and len(env.smtp.messages) == 2
+    assert empty.listing.startswith("no listing") and empty.sent == 0 and len(env.smtp.messages) == 2
     # By d3, HF has listed papers on d2 after all: d3's run re-fetches d2 and mails those too.
     answers = {d2.isoformat(): items_for(d2, late), d3.isoformat(): items_for(d3, last)}
 

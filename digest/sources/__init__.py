@@ -1,5 +1,5 @@
 """Listing sources: each module turns one site's daily listing into ``digest.models.Listing``."""
 
-from digest.sources.errors import FetchError, ListingFormatError
+from digest.sources.errors import FetchError, HostNotFoundError, ListingFormatError
 
-__all__ = ["FetchError", "ListingFormatError"]
+__all__ = ["FetchError", "HostNotFoundError", "ListingFormatError"]

@@ -8,3 +8,8 @@ class ListingFormatError(ValueError):
 
 class FetchError(RuntimeError):
     """The listing could not be downloaded (HTTP error, timeouts, retries exhausted)."""
+
+
+class HostNotFoundError(FetchError):
+    """The listing's host name does not resolve (DNS): no network, or a wrong URL. Not retried: waiting
+    does not make a name resolve, and the operator should hear it at once."""

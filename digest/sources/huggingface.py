@@ -12,11 +12,14 @@ Every schema era seen in the wild is accepted (2024-03 thin items, 2024 page pro
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import re
+import socket
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -35,13 +38,29 @@ from tenacity import (
 
 from digest.config import Settings
 from digest.models import Listing, Paper, normalise_arxiv_id
-from digest.sources.errors import FetchError, ListingFormatError
+from digest.sources.errors import FetchError, HostNotFoundError, ListingFormatError
 
 log = logging.getLogger(__name__)
 
 HYDRATION_TARGET = "DailyPapers"
 _WHITESPACE = re.compile(r"\s+")
 _FILE_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})")
+
+# Bounds on everything scraped, applied on the way in: a listing is data from the network, and one absurd
+# field must not take the machine's memory (embedding costs ~310 MB per MB of text) or a column's width.
+# Real values are far below: arXiv caps abstracts at 1,920 characters, titles stay under ~300.
+MAX_ID_CHARS = 64  # the papers.arxiv_id column
+MAX_TITLE_CHARS = 1_000
+MAX_ABSTRACT_CHARS = 10_000
+MAX_SUMMARY_CHARS = 2_000
+MAX_AUTHORS = 200  # the first ones are kept (collaboration papers list thousands)
+MAX_NAME_CHARS = 200  # an author or organisation name (the organization column is 200 wide)
+MAX_KEYWORDS = 50
+MAX_KEYWORD_CHARS = 100
+MAX_URL_CHARS = 2_048  # longer: dropped, since a cut URL points somewhere else
+MAX_COUNT = 100_000_000  # upvotes, comments: a number beyond this is not a count
+MAX_FILE_BYTES = 64 * 1024 * 1024  # a saved listing; HTTP bodies: Settings.http_max_response_bytes
+_BOM = "\ufeff"
 
 
 # --------------------------------------------------------------------------------------------- parsing
@@ -52,8 +71,15 @@ def collapse(text: str) -> str:
     return _WHITESPACE.sub(" ", text).strip()
 
 
+def bounded(text: str, limit: int) -> str:
+    """``text`` collapsed and cut to at most ``limit`` characters (an ellipsis marks a cut). Only a
+    prefix is ever scanned, so a huge value costs no more than a normal one."""
+    short = collapse(text[: limit * 4 + 1])
+    return short if len(short) <= limit else short[: limit - 1].rstrip() + "\u2026"
+
+
 def _parse_datetime(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str) or not value or len(value) > 64:
         return None
     try:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -69,9 +95,36 @@ def _required_text(obj: dict[str, Any], key: str, where: str) -> str:
 
 
 def _optional_url(value: Any) -> str | None:
-    if isinstance(value, str) and value.startswith(("https://", "http://")):
+    if isinstance(value, str) and value.startswith(("https://", "http://")) and len(value) <= MAX_URL_CHARS:
         return value.strip()
     return None
+
+
+def _count(obj: dict[str, Any], key: str, where: str) -> int:
+    """A count (upvotes, comments): absent or null is 0; anything but a whole number in
+    ``[0, MAX_COUNT]`` is a malformed listing."""
+    value = obj.get(key)
+    if value is None:
+        return 0
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+        raise ListingFormatError(f"{where}: '{key}' is not a count (whole number 0-{MAX_COUNT}): {shown}")
+    return value
+
+
+def _json(payload: str | bytes, source: str, what: str = "not JSON") -> Any:
+    """``json.loads`` with a byte-order mark allowed and every failure (including nesting too deep for
+    the parser) as ``ListingFormatError``."""
+    if isinstance(payload, bytes):
+        payload = payload.decode("utf-8-sig", errors="replace")
+    try:
+        return json.loads(payload.removeprefix(_BOM))
+    except json.JSONDecodeError as e:
+        raise ListingFormatError(f"{source}: {what} ({e})") from e
+    except RecursionError:
+        raise ListingFormatError(f"{source}: JSON nested too deeply to be a listing") from None
 
 
 def parse_item(item: Any, where: str, fallback_date: date | None) -> Paper:
@@ -81,16 +134,20 @@ def parse_item(item: Any, where: str, fallback_date: date | None) -> Paper:
     paper = item.get("paper")
     if not isinstance(paper, dict):
         raise ListingFormatError(f"{where}: missing 'paper' object")
-    arxiv_id = normalise_arxiv_id(_required_text(paper, "id", where))
+    raw_id = _required_text(paper, "id", where)
+    if len(raw_id) > MAX_ID_CHARS:
+        raise ListingFormatError(f"{where}: 'id' longer than {MAX_ID_CHARS} characters: {raw_id[:40]!r}...")
+    arxiv_id = normalise_arxiv_id(raw_id)
     where = f"{where} (paper {arxiv_id})"
-    title = collapse(_required_text(paper, "title", where))
-    abstract = collapse(_required_text(paper, "summary", where))
+    title = bounded(_required_text(paper, "title", where), MAX_TITLE_CHARS)
+    abstract = bounded(_required_text(paper, "summary", where), MAX_ABSTRACT_CHARS)
 
     authors_raw = paper.get("authors", [])
     if not isinstance(authors_raw, list):
         raise ListingFormatError(f"{where}: 'authors' is not a list")
     authors = tuple(
-        collapse(a["name"]) for a in authors_raw if isinstance(a, dict) and isinstance(a.get("name"), str)
+        bounded(a["name"], MAX_NAME_CHARS)
+        for a in authors_raw[:MAX_AUTHORS] if isinstance(a, dict) and isinstance(a.get("name"), str)
     )
 
     # The listing date is when the paper was put on the daily list, not when arXiv published it.
@@ -113,30 +170,41 @@ def parse_item(item: Any, where: str, fallback_date: date | None) -> Paper:
         authors=authors,
         listing_date=listing_date,
         published_at=_parse_datetime(paper.get("publishedAt")),
-        upvotes=int(paper.get("upvotes") or 0),
-        num_comments=int(item.get("numComments") or 0),
-        ai_summary=collapse(ai_summary) if isinstance(ai_summary, str) and ai_summary.strip() else None,
-        ai_keywords=tuple(k for k in keywords if isinstance(k, str)) if isinstance(keywords, list) else (),
+        upvotes=_count(paper, "upvotes", where),
+        num_comments=_count(item, "numComments", where),
+        ai_summary=bounded(ai_summary, MAX_SUMMARY_CHARS) if isinstance(ai_summary, str) and ai_summary.strip() else None,
+        ai_keywords=tuple(
+            bounded(k, MAX_KEYWORD_CHARS) for k in keywords[:MAX_KEYWORDS] if isinstance(k, str)
+        ) if isinstance(keywords, list) else (),
         github_url=_optional_url(paper.get("githubRepo")),
         project_url=_optional_url(paper.get("projectPage")),
         thumbnail_url=_optional_url(item.get("thumbnail")) or _optional_url(item.get("mediaUrl")),
-        organization=organization if isinstance(organization, str) else None,
+        organization=bounded(organization, MAX_NAME_CHARS) if isinstance(organization, str) else None,
     )
 
 
-def _listing_from_items(items: Any, source: str, requested: date | None) -> Listing:
+def _papers_from_items(items: Any, source: str, fallback_date: date | None) -> dict[str, Paper]:
     if not isinstance(items, list):
         raise ListingFormatError(
             f"{source}: expected a JSON array of listing items, got {type(items).__name__}"
         )
     papers: dict[str, Paper] = {}
     for i, item in enumerate(items):
-        p = parse_item(item, f"{source}: item {i}", requested)
+        p = parse_item(item, f"{source}: item {i}", fallback_date)
         papers.setdefault(p.arxiv_id, p)  # a listing names a paper once; keep the first if repeated
+    return papers
+
+
+def _main_date(papers: dict[str, Paper]) -> date:
+    return Counter(p.listing_date for p in papers.values()).most_common(1)[0][0]
+
+
+def _listing_from_items(items: Any, source: str, requested: date | None) -> Listing:
+    papers = _papers_from_items(items, source, requested)
     if requested is not None:
         day = requested
     elif papers:
-        day = Counter(p.listing_date for p in papers.values()).most_common(1)[0][0]
+        day = _main_date(papers)
     else:
         raise ListingFormatError(f"{source}: empty listing and no date given to say which day it is")
     return Listing(listing_date=day, papers=tuple(papers.values()), source=source)
@@ -144,58 +212,77 @@ def _listing_from_items(items: Any, source: str, requested: date | None) -> List
 
 def parse_api(payload: str | bytes, source: str, requested: date | None = None) -> Listing:
     """The body of ``/api/daily_papers?date=D``: a bare JSON array."""
-    try:
-        items = json.loads(payload)
-    except json.JSONDecodeError as e:
-        raise ListingFormatError(f"{source}: not JSON ({e})") from e
-    return _listing_from_items(items, source, requested)
+    return _listing_from_items(_json(payload, source), source, requested)
 
 
-def parse_page(html: str | bytes, source: str, requested: date | None = None) -> Listing:
-    """The HTML of ``/papers/date/D``: the items sit in the hydration div's ``data-props`` JSON."""
-    soup = BeautifulSoup(html, "html.parser")
+def _page_props(html: str | bytes, source: str) -> tuple[Any, date | None]:
+    """The ``dailyPapers`` items of a page and the page's own date (when it says)."""
+    if isinstance(html, bytes):
+        html = html.decode("utf-8-sig", errors="replace")
+    soup = BeautifulSoup(html.removeprefix(_BOM), "html.parser")
     div = soup.find(attrs={"data-target": HYDRATION_TARGET})
     if div is None:
         raise ListingFormatError(f"{source}: no element with data-target=\"{HYDRATION_TARGET}\"")
     raw = div.get("data-props")
     if not isinstance(raw, str):
         raise ListingFormatError(f"{source}: the {HYDRATION_TARGET} element has no data-props")
-    try:
-        props = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise ListingFormatError(f"{source}: data-props is not JSON ({e})") from e
+    props = _json(raw, source, "data-props is not JSON")
     if not isinstance(props, dict) or "dailyPapers" not in props:
         raise ListingFormatError(f"{source}: data-props has no 'dailyPapers'")
-    if requested is None:
-        # 2024 pages carry "date", 2025-2026 pages "dateString".
-        stamp = _parse_datetime(props.get("date")) or _parse_datetime(props.get("dateString"))
-        requested = stamp.date() if stamp else None
-    return _listing_from_items(props["dailyPapers"], source, requested)
+    # 2024 pages carry "date", 2025-2026 pages "dateString".
+    stamp = _parse_datetime(props.get("date")) or _parse_datetime(props.get("dateString"))
+    return props["dailyPapers"], stamp.date() if stamp else None
+
+
+def parse_page(html: str | bytes, source: str, requested: date | None = None) -> Listing:
+    """The HTML of ``/papers/date/D``: the items sit in the hydration div's ``data-props`` JSON."""
+    items, own_date = _page_props(html, source)
+    return _listing_from_items(items, source, requested or own_date)
 
 
 def load_listing_file(path: str | Path, day: date | None = None) -> Listing:
-    """A saved listing (API JSON or page HTML), told apart by content. The day comes from ``day``,
-    else from the listing itself, else from a ``YYYY-MM-DD`` in the file name."""
+    """A saved listing (API JSON or page HTML, a UTF-8 byte-order mark allowed), told apart by content.
+
+    A listing with papers is the day of its papers' own listing dates: ``day``, when given, must be one
+    of them (replayed under another date, its papers would be planned for a day they do not belong to,
+    and that day's real digest blocked). An empty listing (``[]``, a weekend) is the day ``day``, else
+    the page's own date, else a ``YYYY-MM-DD`` in the file name."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ListingFormatError(f"{path}: larger than {MAX_FILE_BYTES} bytes, not a day's listing")
         data = path.read_bytes()
     except OSError as e:
         raise ListingFormatError(f"{path}: cannot read ({e.strerror})") from e
-    if day is None and (m := _FILE_DATE.search(path.name)):
+    source = str(path)
+    head = data.removeprefix(codecs.BOM_UTF8).lstrip()[:1]
+    own_date: date | None = None
+    if head in (b"[", b"{"):
+        items = _json(data, source)
+    elif head == b"<":
+        items, own_date = _page_props(data, source)
+    else:
+        raise ListingFormatError(f"{path}: neither a JSON listing nor an HTML page")
+    papers = _papers_from_items(items, source, day or own_date)
+    if papers:
+        dates = {p.listing_date for p in papers.values()}
+        if day is not None and day not in dates:
+            listed = ", ".join(sorted(d.isoformat() for d in dates))
+            raise ListingFormatError(
+                f"{path}: this is the listing of {listed}, not of {day.isoformat()}; "
+                f"replay it with --date {_main_date(papers).isoformat()} or without --date"
+            )
+        return Listing(listing_date=day or _main_date(papers), papers=tuple(papers.values()), source=source)
+    if day is None and own_date is None and (m := _FILE_DATE.search(path.name)):
         try:
             day = date.fromisoformat(m.group(1))
         except ValueError:
             day = None
-    head = data.lstrip()[:1]
-    if head in (b"[", b"{"):
-        listing = parse_api(data, str(path), None)
-    elif head == b"<":
-        listing = parse_page(data, str(path), None)
-    else:
-        raise ListingFormatError(f"{path}: neither a JSON listing nor an HTML page")
-    if day is not None and listing.listing_date != day and not listing.papers:
-        listing = Listing(listing_date=day, papers=(), source=listing.source)
-    return listing
+    day = day or own_date
+    if day is None:
+        raise ListingFormatError(f"{path}: an empty listing names no day: give --date YYYY-MM-DD")
+    return Listing(listing_date=day, papers=(), source=source)
 
 
 # --------------------------------------------------------------------------------------------- fetching
@@ -255,19 +342,60 @@ def make_client(settings: Settings) -> httpx.Client:
     )
 
 
-def get_with_retries(client: httpx.Client, path: str, settings: Settings, **params: str) -> httpx.Response:
-    """GET with retries on 429/5xx/connection errors, honouring ``Retry-After``, within a total time."""
+def _name_not_resolved(exc: BaseException) -> bool:
+    """Whether a connection error comes from DNS (``socket.gaierror`` somewhere in its chain)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, socket.gaierror):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A successful answer: where it came from (after redirects) and its body."""
+
+    url: str
+    content: bytes
+
+
+def _read_bounded(response: httpx.Response, url: str, limit: int) -> bytes:
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ListingFormatError(f"{url}: answer of {declared} bytes, more than {limit} bytes: not a listing")
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > limit:
+            raise ListingFormatError(f"{url}: answer larger than {limit} bytes: not a listing")
+    return bytes(body)
+
+
+def get_with_retries(client: httpx.Client, path: str, settings: Settings, **params: str) -> Fetched:
+    """GET with retries on 429/5xx/connection errors, honouring ``Retry-After``, within a total time. A host
+    name that does not resolve fails at once (``HostNotFoundError``); a body over
+    ``settings.http_max_response_bytes`` is refused without being read whole."""
     url = f"{client.base_url}{path}"
 
-    def once() -> httpx.Response:
-        response = client.get(path, params=params or None)
-        if response.status_code == 429 or response.status_code >= 500:
-            raise RetryableHTTPError(
-                url, response.status_code, _retry_after_seconds(response.headers.get("Retry-After"))
-            )
-        if response.status_code >= 400:
-            raise HTTPStatusError(url, response.status_code)
-        return response
+    def once() -> Fetched:
+        try:
+            with client.stream("GET", path, params=params or None) as response:
+                if response.status_code == 429 or response.status_code >= 500:
+                    raise RetryableHTTPError(
+                        url, response.status_code, _retry_after_seconds(response.headers.get("Retry-After"))
+                    )
+                if response.status_code >= 400:
+                    raise HTTPStatusError(url, response.status_code)
+                return Fetched(str(response.url), _read_bounded(response, url, settings.http_max_response_bytes))
+        except httpx.ConnectError as e:
+            if _name_not_resolved(e):
+                raise HostNotFoundError(
+                    f"{url}: the host name does not resolve ({e}); check the network or DIGEST_HF_BASE_URL"
+                ) from e
+            raise
 
     retrying = Retrying(
         retry=retry_if_exception_type((RetryableHTTPError, httpx.TransportError)),
@@ -293,13 +421,13 @@ def page_path(day: date) -> str:
 
 
 def _fetch_api(client: httpx.Client, day: date, settings: Settings) -> Listing:
-    response = get_with_retries(client, api_path(), settings, date=day.isoformat())
-    return parse_api(response.content, str(response.url), day)
+    fetched = get_with_retries(client, api_path(), settings, date=day.isoformat())
+    return parse_api(fetched.content, fetched.url, day)
 
 
 def _fetch_page(client: httpx.Client, day: date, settings: Settings) -> Listing:
-    response = get_with_retries(client, page_path(day), settings)
-    return parse_page(response.text, str(response.url), day)
+    fetched = get_with_retries(client, page_path(day), settings)
+    return parse_page(fetched.content, fetched.url, day)
 
 
 def _paths(settings: Settings) -> Iterator[tuple[str, Any]]:
@@ -318,10 +446,18 @@ def fetch_listing(day: date, settings: Settings, client: httpx.Client | None = N
     try:
         for name, fetch in _paths(settings):
             try:
-                return fetch(client, day, settings)
+                listing = fetch(client, day, settings)
+            except HostNotFoundError:
+                raise  # the fallback is on the same host
             except (FetchError, ListingFormatError) as e:
-                log.warning("%s path failed for %s: %s", name, day, e)
+                # INFO: if the fallback fails too, the error raised below says both; if it works, the
+                # warning below does.
+                log.info("%s path failed for %s: %s", name, day, e)
                 errors.append(e)
+                continue
+            if errors:
+                log.warning("fetched %s by the %s path; the other failed: %s", day, name, errors[0])
+            return listing
     finally:
         if own:
             client.close()

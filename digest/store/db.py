@@ -8,19 +8,21 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Alembic keeps its running context in module globals: one migration at a time per process.
 _MIGRATE_LOCK = threading.Lock()
+# Across processes: PostgreSQL's advisory lock on this key ("digest-m") for the migration's transaction.
+_PG_MIGRATION_LOCK_KEY = int.from_bytes(b"digest-m", "big")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout=10000")  # first: switching to WAL needs the lock too
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=10000")
     cur.close()
 
 
@@ -42,8 +44,21 @@ def alembic_config(engine: Engine) -> Config:
     return cfg
 
 
+def _lock_for_migration(conn: Connection) -> None:
+    """Take the database-wide lock that makes concurrent migrations (two commands started at once on a
+    fresh database) run one after the other; the second then finds the schema current. Held until the
+    transaction ends."""
+    if conn.dialect.name == "sqlite":
+        # pysqlite opens transactions lazily (before DML only): start a write transaction now, so the
+        # version check, the DDL and the version stamp are one atomic step; a second process waits on
+        # busy_timeout.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    elif conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK_KEY})
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Create or migrate the database to ``revision`` (Alembic).
+    """Create or migrate the database to ``revision`` (Alembic), under a database-wide lock.
 
     SQLite changes a table by rebuilding it (batch mode), and with foreign keys enforced dropping the old
     table would cascade-delete every row that refers to it. So, as SQLite's own procedure says, foreign
@@ -57,6 +72,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
             conn.commit()
         try:
             with conn.begin():
+                _lock_for_migration(conn)
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, revision)
                 if sqlite and (broken := conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()):

@@ -42,11 +42,28 @@ def _same(a: object, b: object) -> bool:
     return a == b
 
 
+def _insert_new(session: Session, rows: list[dict[str, object]]) -> set[str]:
+    """Insert paper rows, skipping any arXiv id another writer inserted a moment ago (two commands storing
+    the same listing at once); returns the ids this call inserted."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
+    else:  # pragma: no cover - another backend: plain inserts (a concurrent insert raises)
+        session.add_all(PaperRow(**r) for r in rows)
+        session.flush()
+        return {str(r["arxiv_id"]) for r in rows}
+    stmt = insert(PaperRow).on_conflict_do_nothing(index_elements=["arxiv_id"]).returning(PaperRow.arxiv_id)
+    return set(session.scalars(stmt, rows))
+
+
 def upsert_papers(session: Session, papers: Iterable[Paper]) -> UpsertReport:
     """Insert new papers, update changed ones, record upvote changes. One paper per arXiv id, ever.
 
     The listing date of a stored paper is the first day it was listed: a paper that trends again on a
-    later day stays one row (and is never mailed twice)."""
+    later day stays one row (and is never mailed twice). Safe alongside another writer storing the same
+    papers: a paper it inserted first is updated here like any stored one."""
     incoming = {p.arxiv_id: p for p in papers}
     if not incoming:
         return UpsertReport()
@@ -55,20 +72,25 @@ def upsert_papers(session: Session, papers: Iterable[Paper]) -> UpsertReport:
         for row in session.scalars(select(PaperRow).where(PaperRow.arxiv_id.in_(list(incoming))))
     }
     now = utcnow()
+    fresh = [
+        {"arxiv_id": a, "listing_date": p.listing_date, "upvotes": p.upvotes, "content_hash": p.content_hash,
+         "first_seen": now, "updated_at": now, **_row_values(p)}
+        for a, p in incoming.items() if a not in existing
+    ]
+    inserted = _insert_new(session, fresh) if fresh else set()
+    raced = [r["arxiv_id"] for r in fresh if r["arxiv_id"] not in inserted]
+    if raced:
+        existing.update(
+            (row.arxiv_id, row) for row in session.scalars(select(PaperRow).where(PaperRow.arxiv_id.in_(raced)))
+        )
     new: list[str] = []
     updated = unchanged = 0
     for arxiv_id, p in incoming.items():
-        row = existing.get(arxiv_id)
-        if row is None:
-            session.add(
-                PaperRow(
-                    arxiv_id=arxiv_id, listing_date=p.listing_date, upvotes=p.upvotes,
-                    content_hash=p.content_hash, first_seen=now, updated_at=now, **_row_values(p),
-                )
-            )
+        if arxiv_id in inserted:
             session.add(UpvoteRow(arxiv_id=arxiv_id, observed_at=now, upvotes=p.upvotes))
             new.append(arxiv_id)
             continue
+        row = existing[arxiv_id]
         changed = False
         for key, value in _row_values(p).items():
             if key in _MUTABLE and not _same(getattr(row, key), value):
@@ -124,6 +146,11 @@ def list_papers(session: Session, day: date | None = None) -> list[Paper]:
         select(PaperRow).order_by(PaperRow.listing_date.desc(), PaperRow.upvotes.desc(), PaperRow.arxiv_id)
     )
     return [row_to_paper(r) for r in rows]
+
+
+def latest_listing_date(session: Session, before: date) -> date | None:
+    """The last listing date before ``before`` that has stored papers (``None``: none)."""
+    return session.scalar(select(func.max(PaperRow.listing_date)).where(PaperRow.listing_date < before))
 
 
 def count_papers(session: Session, day: date | None = None) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -230,7 +230,7 @@ def set_status(session: Session, email: str, status: SubscriberStatus | str) -> 
     row = session.scalar(select(SubscriberRow).where(SubscriberRow.email == normalise_email(email)))
     if row is None:
         raise SubscriberNotFoundError(f"no subscriber {email.strip()}")
-    row.status = new.value
+    _set_status(row, new)
     session.flush()
     return row_to_subscriber(row)
 
@@ -253,5 +253,43 @@ def drop_feed_key(session: Session, subscriber_id: int) -> Subscriber:
     if row is None:
         raise SubscriberNotFoundError(f"no subscriber {subscriber_id}")
     row.feed_key = None
+    session.flush()
+    return row_to_subscriber(row)
+
+
+# What ``edit_subscriber`` may change: the preferences (validated by ``_apply``), plus these.
+_EDITABLE_EXTRA = ("name", "status")
+
+
+def edit_subscriber(session: Session, email: str, **changes: object) -> Subscriber:
+    """The operator's edit of one subscriber: any of the ``Preferences`` fields (interests,
+    negative_interests, include_keywords, exclude_keywords, max_papers, frequency, seed_papers: already
+    resolved arXiv ids) and ``name``, ``status``. Fields not given keep their value. Every value is
+    validated before anything is written: ``ValueError`` / ``InvalidAddressError`` leave the row as it was;
+    ``SubscriberNotFoundError`` for an unknown address; ``TypeError`` for a field that cannot be edited.
+    ``status="active"`` makes a bounced (suppressed), pending or unsubscribed address active again."""
+    row = session.scalar(select(SubscriberRow).where(SubscriberRow.email == normalise_email(email)))
+    if row is None:
+        raise SubscriberNotFoundError(f"no subscriber {email}")
+    pref_fields = {f.name for f in fields(Preferences)}
+    unknown = set(changes) - pref_fields - set(_EDITABLE_EXTRA)
+    if unknown:
+        raise TypeError(f"cannot edit {', '.join(sorted(unknown))}")
+    current = Preferences(**{f: getattr(row, f) for f in pref_fields if f != "seed_papers" and hasattr(row, f)})
+    prefs = replace(current, **{k: v for k, v in changes.items() if k in pref_fields})
+    name = clean_name(changes["name"]) if "name" in changes else row.name  # type: ignore[arg-type]
+    status: SubscriberStatus | None = None
+    if "status" in changes:
+        try:
+            status = SubscriberStatus(changes["status"])
+        except ValueError:
+            raise ValueError(f"status must be one of {', '.join(s.value for s in SubscriberStatus)}, "
+                             f"not {changes['status']!r}") from None
+    _apply(row, prefs)  # validates all of its values before writing any
+    row.name = name
+    if status is not None:
+        _set_status(row, status)
+        if status is SubscriberStatus.active and row.confirmed_at is None:
+            row.confirmed_at = utcnow()
     session.flush()
     return row_to_subscriber(row)
