@@ -20,8 +20,9 @@ Guarantees (DESIGN.md, "Delivery guarantees"):
   then it is the server's. A refusal that is the server's (relay, auth, policy, no enhanced code) leaves
   the row planned, and a second recipient refused the same way in a row stops the run
   (``ServerRefused``). Errors for ``send_max_consecutive_errors`` recipients in a row stop it too
-  (``TooManySendErrors``). The streaks count recipients, not the retries of one, and end with the next
-  accepted message. An address that cannot travel (non-ASCII) fails alone and never counts.
+  (``TooManySendErrors``). The streaks count recipients, not the retries of one (greylisting), except
+  when the server cannot be reached at all (``TransientSendError.unreachable``): then every attempt
+  counts. Both end with the next accepted message. An address that cannot travel (non-ASCII) fails alone and never counts.
 - A planned digest whose subscriber is no longer active when it is claimed is skipped, not sent.
 """
 
@@ -350,6 +351,9 @@ class _Run:
         # The brakes count distinct rows since the last accepted message: one recipient retried again and
         # again (greylisting at the end of the list) is not "errors in a row".
         self.erring: set[int] = set()  # rows whose errors count toward send_max_consecutive_errors
+        # An unreachable server (refused connection, failed greeting, TLS or login) fails every recipient
+        # alike: each such attempt counts, so a one-subscriber list stops too instead of retrying for an hour.
+        self.unreachable = 0
         self.server_refusal: tuple[Refusal, set[int]] | None = None  # kind of the last server refusals, rows
         self.bounces: list[tuple[Claimed, PermanentSendError]] = []  # recipient refusals not yet written
         self.announced: tuple[datetime | None, float] = (None, 0.0)
@@ -366,14 +370,16 @@ class _Run:
                 self.stop_reason = (kind, headline)
         self.abort.set()
 
-    def _error(self, c: Claimed, counts: bool, text: str) -> None:
+    def _error(self, c: Claimed, counts: bool, text: str, *, unreachable: bool = False) -> None:
         with self.lock:
             self.report.errors.append(text)
             del self.report.errors[:-MAX_ERRORS_KEPT]
             if not counts:
                 return
             self.erring.add(c.delivery_id)
-            tripped = len(self.erring) >= self.settings.send_max_consecutive_errors
+            self.unreachable = self.unreachable + 1 if unreachable else 0
+            limit = self.settings.send_max_consecutive_errors
+            tripped = len(self.erring) >= limit or self.unreachable >= limit
         if tripped:
             self._stop(TooManySendErrors, f"stopped after {self.settings.send_max_consecutive_errors} send errors "
                                           f"in a row (last: {text})")
@@ -382,6 +388,7 @@ class _Run:
         """A message went through: the error streaks end, and the held recipient refusals are real."""
         with self.lock:
             self.erring = set()
+            self.unreachable = 0
             self.server_refusal = None
             bounces, self.bounces = self.bounces, []
         return bounces
@@ -474,7 +481,7 @@ class _Run:
             with self.lock:
                 self.report.retried += 1
             self._put_back(c, str(e))
-            self._error(c, True, f"{c.email}: {e}")
+            self._error(c, True, f"{c.email}: {e}", unreachable=e.unreachable)
         except PermanentSendError as e:
             self._refused(c, e)
         else:

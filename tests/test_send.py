@@ -114,6 +114,22 @@ def test_broken_server_stops_the_run(settings: Settings, smtp: SmtpTestServer) -
     assert set(statuses(s).values()) == {"planned"}, "nothing is lost: every row is still planned"
 
 
+def test_an_unreachable_server_stops_a_one_subscriber_list(settings: Settings, smtp: SmtpTestServer) -> None:
+    """Nothing listens: each attempt counts, even for one recipient (the brake otherwise counts recipients, so
+    a list of one would retry until its deadline and the run would end 'done')."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again when the block ends: connections are refused
+    s = send_settings(settings, smtp, send_max_consecutive_errors=3).model_copy(update={"smtp_port": port})
+    plan(s, 1)
+    with pytest.raises(TooManySendErrors, match="3 send errors in a row") as exc:
+        send_day(pipeline.open_store(s), s, DAY)
+    assert exc.value.report.retried == 3 and exc.value.report.pending == 1
+    assert set(statuses(s).values()) == {"planned"}
+
+
 def test_two_senders_at_once_send_each_mail_once(settings: Settings, smtp: SmtpTestServer) -> None:
     s = send_settings(settings, smtp, send_batch_size=3)
     emails, _ = plan(s, 30)

@@ -38,7 +38,19 @@ class SendError(Exception):
 
 
 class TransientSendError(SendError):
-    """Try again later: 4xx replies, timeouts, refused or dropped connections."""
+    """Try again later: 4xx replies, timeouts, refused or dropped connections. ``unreachable``: the server
+    could not be reached or would not open a session (refused connection, unknown host, failed greeting,
+    TLS or login): every recipient would meet the same, so each such attempt counts toward the brake."""
+
+    unreachable: bool = False
+
+
+def unreachable(exc: BaseException) -> TransientSendError | PermanentSendError:
+    """``classify(exc)`` for a failure to open a session: a transient one is marked ``unreachable``."""
+    error = classify(exc)
+    if isinstance(error, TransientSendError):
+        error.unreachable = True
+    return error
 
 
 class Refusal(StrEnum):

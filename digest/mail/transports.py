@@ -14,7 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, Self
 
-from digest.mail.errors import PermanentSendError, Refusal, classify
+from digest.mail.errors import PermanentSendError, Refusal, classify, unreachable
 from digest.mail.message import OutgoingMail
 
 if TYPE_CHECKING:
@@ -113,9 +113,12 @@ class SmtpTransport(_Closing):
 
     def _transaction(self, sender: str, rcpts: list[str], data: bytes) -> None:
         # MAIL: a failure to even talk to the server is "stale", safe to retry (nothing was sent).
-        try:
-            if self._conn is None:
+        if self._conn is None:
+            try:
                 self._conn = self._connect()
+            except Exception as e:  # no session at all: the server's trouble, whoever the recipient
+                raise unreachable(e) from e
+        try:
             conn = self._conn
             code, resp = conn.mail(sender)
         except (smtplib.SMTPServerDisconnected, ConnectionError, socket.timeout, TimeoutError) as e:
