@@ -15,7 +15,7 @@ from rich.table import Table
 
 from digest import pipeline
 from digest.config import Settings, get_settings
-from digest.models import InvalidAddressError
+from digest.models import InvalidAddressError, cadence_text
 from digest.sources import FetchError, ListingFormatError
 from digest.store import session_factory, upgrade
 from digest.store.db import create_db_engine, current_revision
@@ -122,6 +122,8 @@ def parse_day(value: str | None) -> date | None:
 
 
 DateOpt = Annotated[str | None, typer.Option("--date", "-d", help="Listing date, YYYY-MM-DD.")]
+WEEKDAY_HELP = ("Weekly: mon..sun (default fri), the weekday of the listing day whose digest they get, in "
+                "DIGEST_TIMEZONE; mailed by the run after it (DIGEST_LAG_DAYS).")
 
 
 def _version(value: bool) -> None:
@@ -204,18 +206,27 @@ def subscribers_add(
     seed_paper: Annotated[list[str] | None, typer.Option(
         "--seed-paper", help="A paper you like: arXiv id (with or without version) or arXiv / Hugging Face link "
         "(repeatable). Papers not stored yet are fetched from Hugging Face.")] = None,
-    max_papers: Annotated[int, typer.Option("--max-papers", help="Papers per digest.")] = 10,
+    max_papers: Annotated[int | None, typer.Option(
+        "--max-papers", help="Papers per digest (default 10; weekly: DIGEST_WEEKLY_MAX_PAPERS, 25).")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Display name.")] = None,
     seed_file: Annotated[Path | None, typer.Option(
         "--seed-file", help="A BibTeX file (Zotero, Mendeley export): its arXiv ids or titles become seed papers.",
     )] = None,
+    frequency: Annotated[str, typer.Option("--frequency", help="daily, or weekly (on --weekday).")] = "daily",
+    weekday: Annotated[str | None, typer.Option(
+        "--weekday", help=WEEKDAY_HELP)] = None,
 ) -> None:
     """Add an active subscriber."""
-    from digest.models import normalise_email
+    from digest.cadence import default_max_papers
+    from digest.models import check_frequency, normalise_email
+
     from digest.seeds import resolve_seed_papers, seeds_from_bibtex
 
     s = settings()
     normalise_email(email)  # a bad address is refused before anything is fetched
+    check_frequency(frequency)
+    if max_papers is None:
+        max_papers = default_max_papers(frequency, s.weekly_max_papers)
     engine = pipeline.open_store(s)
     seeds = resolve_seed_papers(engine, s, seed_paper or [])
     skipped = ""
@@ -229,10 +240,11 @@ def subscribers_add(
         sub = add_subscriber(
             session, email, name=name, interests=interest or [], negative_interests=not_interested or [],
             include_keywords=include or [], exclude_keywords=exclude or [], seed_papers=seeds,
-            max_papers=max_papers,
+            max_papers=max_papers, frequency=frequency, weekday=weekday,
         )
-    out.print(f"added {sub.email} ({len(sub.interests)} interests, {len(sub.seed_papers)} seed papers)",
-              highlight=False)
+    out.print(f"added {sub.email} ({len(sub.interests)} interests, {len(sub.seed_papers)} seed papers, "
+              f"{cadence_text(sub.frequency, sub.weekday)}, {sub.max_papers} papers a digest)", highlight=False,
+              soft_wrap=True)
     if skipped:
         err.print(f"[yellow]warning:[/] {skipped}", highlight=False, soft_wrap=True)
 
@@ -247,10 +259,11 @@ def subscribers_list(
     with session_factory(engine)() as session:
         subs = list_subscribers(session, status)
     t = Table()
-    for col in ("email", "status", "max", "interests"):
+    for col in ("email", "status", "cadence", "max", "interests"):
         t.add_column(col)
     for s in subs:
-        t.add_row(s.email, s.status.value, str(s.max_papers), "; ".join(s.interests))
+        t.add_row(s.email, s.status.value, cadence_text(s.frequency, s.weekday), str(s.max_papers),
+                  "; ".join(s.interests))
     out.print(t)
     out.print(f"{len(subs)} subscribers")
 
@@ -277,7 +290,7 @@ def subscribers_show(email: str) -> None:
         ("interests", listed(sub.interests)), ("not interested", listed(sub.negative_interests)),
         ("must include", listed(sub.include_keywords)), ("exclude", listed(sub.exclude_keywords)),
         ("seed papers", listed(sub.seed_papers)), ("max papers", str(sub.max_papers)),
-        ("frequency", sub.frequency),
+        ("cadence", cadence_text(sub.frequency, sub.weekday)),
     ):
         t.add_row(key, value)
     out.print(t)
@@ -307,25 +320,42 @@ def subscribers_edit(
     name: Annotated[str | None, typer.Option("--name", help="Display name.")] = None,
     status: Annotated[str | None, typer.Option("--status", help="pending, active, unsubscribed or bounced; "
                                                "active un-suppresses a bounced address.")] = None,
+    frequency: Annotated[str | None, typer.Option(
+        "--frequency", help="daily or weekly; papers per digest follow it unless changed from the default.")] = None,
+    weekday: Annotated[str | None, typer.Option("--weekday", help=WEEKDAY_HELP)] = None,
 ) -> None:
     """Change a subscriber: each option given replaces that field; the others stay as they are."""
     given: dict[str, object] = {
         "interests": interest, "negative_interests": not_interested, "include_keywords": include,
         "exclude_keywords": exclude, "seed_papers": seed_paper, "max_papers": max_papers, "name": name,
-        "status": status,
+        "status": status, "frequency": frequency, "weekday": weekday,
     }
     changes = {k: v for k, v in given.items() if v is not None}
     if not changes:
         raise ValueError("nothing to change: give at least one option (digest subscribers edit --help)")
     s = settings()
     engine = pipeline.open_store(s)
+    if frequency is not None and max_papers is None:  # papers per digest follow the cadence's default
+        from digest.cadence import max_papers_after
+        from digest.models import check_frequency
+
+        check_frequency(frequency)
+        with session_factory(engine)() as session:
+            before = get_subscriber(session, email)
+        after = max_papers_after(before.frequency, frequency, before.max_papers, None, s.weekly_max_papers)
+        if after != before.max_papers:
+            changes["max_papers"] = after
     if seed_paper is not None:
         from digest.seeds import resolve_seed_papers
 
         changes["seed_papers"] = resolve_seed_papers(engine, s, [p for p in seed_paper if p.strip()])
     with session_factory(engine).begin() as session:
         sub = edit_subscriber(session, email, **changes)
-    out.print(f"updated {sub.email}: {', '.join(k.replace('_', ' ') for k in changes)}", highlight=False)
+    note = ""
+    if {"frequency", "weekday", "max_papers"} & set(changes):
+        note = f" ({cadence_text(sub.frequency, sub.weekday)}, {sub.max_papers} papers a digest)"
+    out.print(f"updated {sub.email}: {', '.join(k.replace('_', ' ') for k in changes)}{note}", highlight=False,
+              soft_wrap=True)
 
 
 @subs_app.command("remove")
@@ -431,6 +461,13 @@ def status_cmd(
         say(f"  {p.email} {p.digest_date} {p.kind} {p.status} after {p.attempts} attempts: {p.last_error}")
 
 
+def _not_due(sub: Any, day: date) -> str:
+    from digest.cadence import next_due
+
+    return (f"not due on {day}: {cadence_text(sub.frequency, sub.weekday)} "
+            f"(next digest {next_due(sub.frequency, sub.weekday, day)})")
+
+
 @app.command("rank")
 @friendly
 def rank_cmd(
@@ -438,9 +475,12 @@ def rank_cmd(
     subscriber: Annotated[str | None, typer.Option("--subscriber", "-s", help="Only this subscriber (email).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
-    """Rank the day's papers for every active subscriber and print the picks (sends nothing).
+    """What each active subscriber (or one) would get in their digest of a date, with scores and reasons;
+    sends and plans nothing.
 
-    Embeds the window's papers that have no vector yet first."""
+    Cadence included: a weekly subscriber on another weekday is "not due". The window is their digest's:
+    since their last one, with papers stored late, never a paper of an earlier digest. Embeds the window's
+    papers that have no vector yet first."""
     import json
 
     from digest.store.subscribers import get_subscriber
@@ -450,34 +490,39 @@ def rank_cmd(
         raise ValueError("give --date YYYY-MM-DD")
     s = settings()
     engine = pipeline.open_store(s)
-    subs = None
-    if subscriber is not None:
-        with session_factory(engine)() as session:
-            subs = [get_subscriber(session, subscriber)]
-    result = pipeline.rank(engine, s, d, subscribers=subs)
     with session_factory(engine)() as session:
-        titles = {p.arxiv_id: p.title for p in list_papers(session)} if not as_json else {}
+        subs = ([get_subscriber(session, subscriber)] if subscriber is not None
+                else list_subscribers(session, SubscriberStatus.active))
+    due = [sub for sub in subs if pipeline.due(sub, d)]
+    result = pipeline.rank_with_history(engine, s, d, due)  # embeds the day's missing vectors in any case
+    picks = result.picks
     if as_json:
         payload = [
-            {"subscriber": sub.email,
+            {"subscriber": sub.email, "cadence": cadence_text(sub.frequency, sub.weekday),
+             "due": pipeline.due(sub, d),
              "picks": [{"paper_id": p.arxiv_id, "score": p.score, "reason": p.reason}
-                       for p in result.picks.get(sub.id or -1, [])]}
-            for sub in result.subscribers
+                       for p in picks.get(sub.id or -1, [])]}
+            for sub in subs
         ]
         print(json.dumps(payload, indent=2, ensure_ascii=False))
         return
+    with session_factory(engine)() as session:
+        titles = {p.arxiv_id: p.title for p in list_papers(session)}
     if result.embedded:
         out.print(f"embedded {result.embedded} papers")
-    for sub in result.subscribers:
-        t = Table(title=f"{sub.email} - {d}")
+    for sub in subs:
+        if not pipeline.due(sub, d):
+            out.print(f"{sub.email} - {_not_due(sub, d)}", highlight=False, soft_wrap=True)
+            continue
+        t = Table(title=f"{sub.email} - {d} ({cadence_text(sub.frequency, sub.weekday)})")
         for col in ("#", "arXiv", "score", "reason", "title"):
             t.add_column(col)
-        picks = result.picks.get(sub.id or -1, [])
-        for p in picks:
+        chosen = picks.get(sub.id or -1, [])
+        for p in chosen:
             t.add_row(str(p.rank), p.arxiv_id, f"{p.score:.3f}", p.reason, titles.get(p.arxiv_id, ""))
         out.print(t)
-        if not picks:
-            out.print("  nothing above the relevance threshold in the window", highlight=False)
+        if not chosen:
+            out.print("  nothing new above the relevance threshold in the window", highlight=False)
 
 
 @app.command("plan")
@@ -497,14 +542,23 @@ def preview(
     day: DateOpt = None,
     out_file: Annotated[Path | None, typer.Option("--out", help="Where to write the HTML.")] = None,
 ) -> None:
-    """Write the HTML of a subscriber's digest without sending it, and print its path."""
+    """Write the HTML of a subscriber's digest of a date (default: the scheduled day, today -
+    DIGEST_LAG_DAYS) without sending or planning it, and print its path. A weekly subscriber on
+    another weekday is not due (one line, exit 2)."""
     import shutil
     import tempfile
 
+    from digest.store.subscribers import get_subscriber
+
     s = settings()
-    d = parse_day(day) or pipeline.today(s)
+    d = parse_day(day) or pipeline.scheduled_day(s)
+    engine = pipeline.open_store(s)
+    with session_factory(engine)() as session:
+        sub = get_subscriber(session, email)
+    if not pipeline.due(sub, d):
+        raise ValueError(f"{sub.email} is {_not_due(sub, d)}")
     with tempfile.TemporaryDirectory() as tmp:
-        written = pipeline.preview(pipeline.open_store(s), s, d, tmp, emails=[email])
+        written = pipeline.preview(engine, s, d, tmp, emails=[email])
         if not written:
             raise ValueError(f"no papers for {email} on {d}")
         target = out_file or Path(f"preview-{d.isoformat()}-{written[0].stem}.html")
@@ -589,8 +643,8 @@ def backfill(
             previews = sent = ""
             if r.status != "empty" and preview_dir is not None:
                 previews = str(len(pipeline.preview(engine, s, d, preview_dir)))
-            if r.status != "empty" and send:
-                pipeline.plan(engine, s, d)
+            if send:  # an empty day: only the weekly digests due (they cover a week)
+                pipeline.plan(engine, s, d, empty_day=r.status == "empty")
                 sent = str(send_day(engine, s, d).sent)
             t.add_row(d.isoformat(), r.status, str(r.fetched), str(r.new), str(r.embedded), previews, sent)
             progress.advance(bar)

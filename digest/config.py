@@ -79,7 +79,14 @@ class Settings(BaseSettings):
     )
     rank_negative_floor: float = Field(0.25, description="Similarity to a negative interest below this is ignored.")
     rank_mmr_lambda: float = Field(0.85, description="1 = pure score, lower = more diverse picks.")
-    rank_window_days: int = Field(7, ge=1, description="Longest window after a missed digest, in days.")
+    rank_window_days: int = Field(
+        7, ge=1, description="Longest catch-up after missed digests, in days: a daily digest covers at most this "
+        "many listing days, a weekly one 6 more (digest.cadence.reach_days); papers stored late for those days "
+        "are offered too.",
+    )
+    weekly_max_papers: int = Field(
+        25, ge=1, le=100, description="Papers per weekly digest unless the subscriber chooses (daily: 10).",
+    )
     rank_lexical_weight: float = Field(
         1.0, ge=0, description="w in relevance = cosine + w x BM25n of the interest against the paper's title, "
         "abstract and AI keywords (idf over the stored papers). 0 = cosine only.",

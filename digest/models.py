@@ -90,6 +90,7 @@ class Subscriber:
     pending_interests: tuple[str, ...] | None = None  # typed at a sign-up waiting for its confirmation
     pending_max_papers: int | None = None
     feed_key: str | None = None  # in the URL of the Atom feed of their picks; None: no feed
+    weekday: int | None = None  # weekly: the listing day's weekday of their digest, 0 = Monday; daily: None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +122,38 @@ class Pick:
 MAX_LIST_ITEMS = 30  # interests, keywords, seed papers per field
 MAX_ITEM_CHARS = 200
 MAX_PAPERS = 100  # papers per digest, at most
+DEFAULT_MAX_PAPERS = 10  # papers per daily digest unless the subscriber chooses (weekly: a setting)
 FREQUENCIES = ("daily", "weekly")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # index = date.weekday()
+WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+DEFAULT_WEEKDAY = 4  # Friday: a weekly digest holds Saturday to Friday, every listing day of the week
+
+
+def check_frequency(frequency: str) -> str:
+    if frequency not in FREQUENCIES:
+        raise ValueError(f"frequency must be one of {', '.join(FREQUENCIES)}, not {frequency!r}")
+    return frequency
+
+
+def parse_weekday(raw: str | int) -> int:
+    """``"thu"``, ``"Thursday"`` or ``3`` -> 3 (``date.weekday()``: 0 is Monday); else ``ValueError``.
+    The weekday of a weekly digest is the weekday of its digest date, a listing day."""
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        if 0 <= raw <= 6:
+            return raw
+    elif isinstance(raw, str):
+        key = raw.strip().lower()
+        for i, (short, full) in enumerate(zip(WEEKDAYS, WEEKDAY_NAMES)):
+            if key in (short, full.lower()):
+                return i
+    raise ValueError(f"weekday must be one of {', '.join(WEEKDAYS)}, not {raw!r}")
+
+
+def cadence_text(frequency: str, weekday: int | None) -> str:
+    """``"daily"`` or ``"weekly on Thursday"``: how a cadence is shown (CLI, pages)."""
+    if frequency == "weekly" and weekday is not None:
+        return f"weekly on {WEEKDAY_NAMES[weekday]}"
+    return frequency
 
 
 class InvalidAddressError(ValueError):

@@ -8,18 +8,19 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from digest.config import Settings
 from digest.models import Listing, Pick, Subscriber, SubscriberStatus, UpsertReport
 from digest.sources import huggingface
 from digest.store import create_db_engine, session_factory, upgrade
 from digest.store.papers import upsert_papers
-from digest.store.tables import DeliveryRow
+from digest.store.tables import DeliveryRow, utcnow
 
 if TYPE_CHECKING:  # heavy imports (torch) only when embedding
     from digest.embed import Embedder
@@ -77,13 +78,64 @@ def embed(
     return embed_missing(engine, embedder, arxiv_ids, start, end)
 
 
-def digest_window(day: date, last_digest: date | None = None, max_days: int = 7) -> tuple[date, date]:
-    """Listing dates a digest for ``day`` covers: ``day`` itself, or every day since the subscriber's
-    last digest (exclusive), at most ``max_days`` days."""
-    if last_digest is None or last_digest >= day:
-        return day, day
-    start = max(last_digest + timedelta(days=1), day - timedelta(days=max_days - 1))
-    return start, day
+@dataclass(frozen=True)
+class Windows:
+    """What each subscriber's digest of a day may offer, as the ranking takes it: papers listed from
+    ``start[id]`` to the day, never one in ``exclude[id]``."""
+
+    start: dict[int, date]
+    exclude: dict[int, set[str] | frozenset[str]]
+
+
+def digest_windows(session: Session, settings: Settings, day: date, subscribers: Sequence[Subscriber]) -> Windows:
+    """Per subscriber, the stored papers their digest of ``day`` considers: every paper listed since their
+    last digest (``cadence.window_start``: a brand-new subscriber starts at ``day``, or at the week ending
+    on it when weekly), and every paper stored *after their last digest was ranked*, whatever its listing
+    date: Hugging Face keeps adding papers to a day's list after its run, and those late papers are mailed
+    late, not lost. Never further back than ``cadence.reach_days`` (``DIGEST_RANK_WINDOW_DAYS``), and never
+    a paper of any digest of theirs, whatever its status. A paper that was stored and weighed for their
+    last digest but not picked is not offered again: each digest brings what is new since the last."""
+    from digest import cadence
+    from digest.store import outbox
+    from digest.store.papers import listed_between
+
+    subs = [sub for sub in subscribers if sub.id is not None]
+    ids = [sub.id for sub in subs if sub.id is not None]
+    last = outbox.last_digests(session, ids, before=day)
+    earliest = {sub.id: day - timedelta(days=cadence.reach_days(sub.frequency, settings.rank_window_days) - 1)
+                for sub in subs}
+    lo = min(earliest.values(), default=day)
+    offered = outbox.offered_paper_ids(session, ids, other_than=day, listed_from=lo)
+    papers = listed_between(session, lo, day)
+    listed = {a: d for a, d, _ in papers}
+    start: dict[int, date] = {}
+    exclude: dict[int, set[str] | frozenset[str]] = {}
+    # (earliest, last digest date, when it was ranked) -> first late listing date, papers weighed then
+    late_of: dict[tuple[date, date, datetime], tuple[date | None, frozenset[str]]] = {}
+    for sub in subs:
+        sid = sub.id
+        assert sid is not None
+        prev = last.get(sid)
+        start[sid] = cadence.window_start(day, sub.frequency, prev.digest_date if prev else None,
+                                          settings.rank_window_days)
+        exclude[sid] = offered[sid]
+        if prev is None or prev.digest_date < earliest[sid]:
+            continue
+        key = (earliest[sid], prev.digest_date, prev.planned_at)
+        if key not in late_of:  # shared by every subscriber ranked in the same run (one set, no copies)
+            lo_k, last_k, ranked_at = key
+            first = min((d for _, d, seen in papers if lo_k <= d <= last_k and seen > ranked_at), default=None)
+            late_of[key] = (first, frozenset(a for a, d, seen in papers
+                                             if first is not None and first <= d <= last_k and seen <= ranked_at))
+        first, weighed = late_of[key]
+        if first is None or first >= start[sid]:
+            continue
+        start[sid] = first
+        # What they were offered was stored before it was ranked, so inside the window it is among the
+        # weighed papers: the shared set serves alone unless a later-dated digest offered a paper.
+        extra = {a for a in offered[sid] if a not in weighed and first <= listed.get(a, day + timedelta(1)) <= day}
+        exclude[sid] = weighed | extra if extra else weighed
+    return Windows(start, exclude)
 
 
 def rank_params(settings: Settings) -> RankParams:
@@ -107,13 +159,14 @@ def rank(
     *,
     subscribers: Sequence[Subscriber] | None = None,
     exclude: Mapping[int, set[str] | frozenset[str]] | None = None,
-    last_digest: Mapping[int, date] | None = None,
+    window_start: Mapping[int, date] | None = None,
     embedder: Embedder | None = None,
 ) -> RankResult:
-    """Picks for ``subscribers`` (default: every active subscriber) on ``day``.
+    """Picks for ``subscribers`` (default: every active subscriber) on ``day``, with no history: nothing
+    excluded and only ``day``'s papers unless told (``rank_with_history`` is what a digest gets).
 
-    ``exclude[subscriber_id]``: arXiv ids already sent to that subscriber; ``last_digest[subscriber_id]``:
-    date of their last digest (window: see ``digest_window``). Embeds the window's missing papers first;
+    ``exclude[subscriber_id]``: arXiv ids never to pick for that subscriber; ``window_start[subscriber_id]``:
+    the first listing date of their window (default ``day``). Embeds the window's missing papers first;
     one model load and one encode call for all interest texts."""
     from digest.embed import Embedder, embed_missing
     from digest.profiles import build_profiles, candidate_matrix
@@ -123,16 +176,12 @@ def rank(
     from digest.store.subscribers import list_subscribers
 
     embedder = embedder or Embedder.from_settings(settings)
-    last_digest = last_digest or {}
     with session_factory(engine)() as session:
         subs = list(subscribers) if subscribers is not None else list_subscribers(
             session, SubscriberStatus.active
         )
-    windows = {
-        s.id: digest_window(day, last_digest.get(s.id), settings.rank_window_days)
-        for s in subs if s.id is not None
-    }
-    start = min((w[0] for w in windows.values()), default=day)
+    starts = {s.id: min((window_start or {}).get(s.id, day), day) for s in subs if s.id is not None}
+    start = min(starts.values(), default=day)
     embedded = embed_missing(engine, embedder, None, start, day)
     with session_factory(engine).begin() as session:
         papers = papers_between(session, start, day)
@@ -140,8 +189,7 @@ def rank(
         profiles = build_profiles(session, subs, embedder)
         matrix = candidate_matrix(session, papers, vectors)
     ranking = rank_subscribers(
-        profiles, matrix, day, exclude=exclude,
-        window_start={sid: w[0] for sid, w in windows.items()}, params=rank_params(settings),
+        profiles, matrix, day, exclude=exclude, window_start=starts, params=rank_params(settings),
     )
     return RankResult(day, subs, ranking.as_dict(), embedded)
 
@@ -162,37 +210,54 @@ def rank_with_history(
     engine: Engine, settings: Settings, day: date, subscribers: Sequence[Subscriber], *,
     embedder: Embedder | None = None,
 ) -> RankResult:
-    """``rank`` with what the outbox knows: papers already mailed (or planned) to each subscriber are
-    excluded, and each window reaches back to their last digest (at most ``rank_window_days``)."""
-    from digest.store import outbox
-
-    ids = [s.id for s in subscribers if s.id is not None]
+    """``rank`` with what the outbox knows (``digest_windows``): each subscriber's window reaches back to
+    their last digest, papers stored late for earlier days come too, and nothing of an earlier digest of
+    theirs is picked again. Cadence is the caller's business (``due``)."""
     with session_factory(engine)() as session:
-        exclude = outbox.sent_paper_ids(session, ids, before=day)
-        last = outbox.last_digest_dates(session, ids, before=day)
-    return rank(engine, settings, day, subscribers=subscribers, exclude=exclude, last_digest=last,
-                embedder=embedder)
+        windows = digest_windows(session, settings, day, subscribers)
+    return rank(engine, settings, day, subscribers=subscribers, exclude=windows.exclude,
+                window_start=windows.start, embedder=embedder)
 
 
-def plan(engine: Engine, settings: Settings, day: date, *, embedder: Embedder | None = None) -> PlanResult:
-    """Rank every active subscriber who has no delivery for ``day`` yet and write their deliveries in one
-    transaction. Papers already mailed (or planned) to a subscriber are never picked again, and the window
-    reaches back to their last digest (at most ``rank_window_days``) so weekend papers are not lost.
+def due(subscriber: Subscriber, day: date) -> bool:
+    """Whether ``subscriber``'s cadence gives them a digest for ``day`` (``digest.cadence``)."""
+    from digest.cadence import is_due
+
+    return is_due(subscriber.frequency, subscriber.weekday, day)
+
+
+def weekly_due(engine: Engine, day: date) -> int:
+    """How many active weekly subscribers have their digest on ``day``."""
+    from digest.store.subscribers import count_due
+
+    with session_factory(engine)() as session:
+        return count_due(session, day, weekly_only=True)
+
+
+def plan(engine: Engine, settings: Settings, day: date, *, embedder: Embedder | None = None,
+         empty_day: bool = False) -> PlanResult:
+    """Rank every active subscriber due on ``day`` (daily ones, and weekly ones on their weekday) who has
+    no delivery for ``day`` yet, and write their deliveries in one transaction. Each digest offers what is
+    new to that subscriber since their last one (``digest_windows``); nothing is offered twice.
+    ``empty_day``: ``day`` listed nothing, so only the weekly digests due are planned (they cover a week).
     Idempotent: planning a date twice adds nothing."""
     from digest.store import outbox
-    from digest.store.subscribers import list_subscribers
+    from digest.store.subscribers import list_due
 
     with session_factory(engine)() as session:
-        active = list_subscribers(session, SubscriberStatus.active)
+        active = list_due(session, day, weekly_only=empty_day)
         done = set(session.scalars(
-            select(DeliveryRow.subscriber_id).where(DeliveryRow.digest_date == day)
+            select(DeliveryRow.subscriber_id).where(DeliveryRow.digest_date == day,
+                                                    DeliveryRow.kind == outbox.DeliveryKind.digest.value)
         ))
     todo = [s for s in active if s.id not in done]
     if not todo:
         return PlanResult(day, 0, 0, 0, len(done))
+    ranked_at = utcnow()  # before the ranking reads the papers: anything stored later is late for these digests
     result = rank_with_history(engine, settings, day, todo, embedder=embedder)
     with session_factory(engine).begin() as session:
-        report = outbox.plan_deliveries(session, day, {s.id: result.picks.get(s.id, []) for s in todo if s.id})
+        report = outbox.plan_deliveries(session, day, {s.id: result.picks.get(s.id, []) for s in todo if s.id},
+                                        ranked_at=ranked_at)
     return PlanResult(day, result.embedded, report.planned, report.skipped, report.existing + len(done))
 
 
@@ -200,17 +265,21 @@ def preview(
     engine: Engine, settings: Settings, day: date, out_dir: str | Path, *, emails: Sequence[str] | None = None,
     embedder: Embedder | None = None,
 ) -> list[Path]:
-    """Write each subscriber's digest for ``day`` as an HTML file without sending or planning anything.
-    Returns the paths written (``<out_dir>/<date>/<email>.html``); subscribers with no picks get none."""
+    """Write each subscriber's digest for ``day`` as an HTML file without sending or planning anything:
+    every active subscriber due that day, or those of ``emails`` (one not due that day gets none). Returns
+    the paths written (``<out_dir>/<date>/<email>.html``); subscribers with no picks get none."""
     from digest.render import build_context, render_digest
     from digest.signing import LinkSigner
     from digest.store.papers import papers_by_ids
-    from digest.store.subscribers import get_subscriber, list_subscribers
+    from digest.store.subscribers import get_subscriber, list_due
 
     signer = LinkSigner.from_settings(settings)
     with session_factory(engine)() as session:
         subs = ([get_subscriber(session, e) for e in emails] if emails is not None
-                else list_subscribers(session, SubscriberStatus.active))
+                else list_due(session, day))
+    subs = [s for s in subs if due(s, day)]
+    if not subs:
+        return []
     result = rank_with_history(engine, settings, day, subs, embedder=embedder)
     with session_factory(engine)() as session:
         papers = papers_by_ids(session, (p.arxiv_id for picks in result.picks.values() for p in picks))

@@ -239,8 +239,8 @@ def reason_text(reason: str) -> str:
     return one_line(reason) or "Picked for you"
 
 
-def make_subject(digest_date: date, top_title: str | None) -> str:
-    base = f"Daily Papers, {digest_date.isoformat()}"
+def make_subject(digest_date: date, top_title: str | None, weekly: bool = False) -> str:
+    base = f"Daily Papers, {'week to ' if weekly else ''}{digest_date.isoformat()}"
     subject = f"{base}: {one_line(top_title)}" if one_line(top_title) else base
     return trim(subject, SUBJECT_CHARS)
 
@@ -327,9 +327,12 @@ def _card(n: int, item: DigestItem, hf_base_url: str, summary_chars: int) -> _Ca
 def _vars(ctx: DigestContext, items: Sequence[DigestItem], summary_chars: int) -> dict[str, Any]:
     """The template variables: plain, already-cleaned strings (escaping is the template's job)."""
     cards = [_card(n, i, ctx.hf_base_url, summary_chars) for n, i in enumerate(items, 1)]
+    weekly = ctx.subscriber.frequency == "weekly"  # a week's papers: said in the heading and the empty line
     return {
         "date_iso": ctx.digest_date.isoformat(),
-        "date_long": f"{ctx.digest_date:%A}, {ctx.digest_date.day} {ctx.digest_date:%B %Y}",
+        "date_long": f"{'week to ' if weekly else ''}{ctx.digest_date:%A}, {ctx.digest_date.day} "
+                     f"{ctx.digest_date:%B %Y}",
+        "period": "this week" if weekly else "today",
         "count": len(cards),
         "cards": cards,
         "dropped": len(ctx.items) - len(items),
@@ -340,7 +343,7 @@ def _vars(ctx: DigestContext, items: Sequence[DigestItem], summary_chars: int) -
         "preferences_url": ctx.preferences_url,
         "view_url": ctx.view_url,
         "archive_url": ctx.archive_url,
-        "preheader": cards[0].title if cards else "No new papers matched your interests today.",
+        "preheader": cards[0].title if cards else f"No new papers matched your interests {'this week' if weekly else 'today'}.",
     }
 
 
@@ -363,7 +366,7 @@ def render_digest(ctx: DigestContext, *, html_limit: int = HTML_LIMIT) -> Render
     """Subject, inlined HTML and plain text of one digest; the HTML stays under ``html_limit`` bytes."""
     items = tuple(sorted(ctx.items, key=lambda i: i.pick.rank))
     top = items[0].paper.title if items else None
-    subject = make_subject(ctx.digest_date, top)
+    subject = make_subject(ctx.digest_date, top, ctx.subscriber.frequency == "weekly")
     html, text = _render(ctx, items, SUMMARY_CHARS)
     if _size(html) <= html_limit:
         return RenderedEmail(subject, html, text, len(items))

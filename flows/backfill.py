@@ -32,9 +32,9 @@ def preview_date(s: Settings, day: date, out_dir: str) -> int:
 
 
 @task(cache_policy=NO_CACHE)
-def plan_and_send(s: Settings, day: date) -> tuple[int, int]:
+def plan_and_send(s: Settings, day: date, empty_day: bool = False) -> tuple[int, int]:
     engine = engine_for(s)
-    planned = pipeline.plan(engine, s, day)
+    planned = pipeline.plan(engine, s, day, empty_day=empty_day)
     return planned.planned, send_day(engine, s, day).sent
 
 
@@ -52,8 +52,8 @@ def backfill(start: date, end: date, send: bool = False, refresh: bool = False,
         log.info("%s: %s (%d new, %d embedded)", day, result.status, result.new, result.embedded)
         if result.status == "stored" and preview_dir:
             preview_date(s, day, preview_dir)
-        if result.status != "empty" and send:
-            planned, sent = plan_and_send(s, day)
+        if send:  # an empty day: only the weekly digests due (they cover a week)
+            planned, sent = plan_and_send(s, day, result.status == "empty")
             log.info("%s: planned %d, sent %d", day, planned, sent)
     table = "\n".join(f"| {r.day} | {r.status} | {r.fetched} | {r.new} | {r.embedded} |" for r in results)
     create_markdown_artifact(markdown="| date | status | fetched | new | embedded |\n|---|---|---|---|---|\n" + table,

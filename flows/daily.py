@@ -58,8 +58,14 @@ def embed_papers(s: Settings, day: date) -> int:
 
 
 @task(cache_policy=NO_CACHE)
-def plan_deliveries(s: Settings, day: date) -> pipeline.PlanResult:
-    return pipeline.plan(engine_for(s), s, day)
+def plan_deliveries(s: Settings, day: date, empty_day: bool = False) -> pipeline.PlanResult:
+    return pipeline.plan(engine_for(s), s, day, empty_day=empty_day)
+
+
+@task(cache_policy=NO_CACHE)
+def weekly_due(s: Settings, day: date) -> int:
+    """How many weekly digests are due on ``day``: they cover a week, so an empty day still mails them."""
+    return pipeline.weekly_due(engine_for(s), day)
 
 
 @task(cache_policy=NO_CACHE)
@@ -100,8 +106,8 @@ NO_LISTING = "NoListing"  # the name of the Completed state of a run whose weekd
 def _no_listing(summary: pipeline.DaySummary) -> pipeline.DaySummary | State:
     """An empty day. Hugging Face lists papers every weekday: an empty Monday-Friday is suspicious (an
     outage, a changed API) and ends the run in the distinct state Completed/NoListing (``digest run``:
-    exit code 4); an empty weekend is normal and quiet. Nothing is planned either way: the next run's
-    re-fetch and catch-up window mail whatever comes late."""
+    exit code 4); an empty weekend is normal and quiet. No daily digest is planned either way (the next
+    run's re-fetch and catch-up window mail whatever comes late); weekly digests due that day are."""
     weekday = summary.day.strftime("%A")
     if summary.day.weekday() >= 5:
         summary.listing = f"no listing ({weekday}, as usual at weekends)"
@@ -120,21 +126,24 @@ def daily_digest(day: date | None = None, listing_file: str | None = None,
     """The digest of listing day ``day``. ``day=None``: the scheduled day, ``today - lag_days`` in the
     configured timezone (the last complete day), or the file's own day with ``listing_file`` (replay a
     saved listing instead of fetching). ``send=False``: plan only (dry run). An empty weekday ends in
-    the state Completed named "NoListing" (a caller still gets the summary as the result)."""
+    the state Completed named "NoListing" (a caller still gets the summary as the result); on an empty
+    day only the weekly digests due are planned and sent (a week's papers)."""
     s = get_settings()
     if day is None and listing_file is None:
         day = pipeline.scheduled_day(s)
     listing = fetch_listing(s, day, listing_file)  # raises: the run fails before anything is planned
     day = day or listing.listing_date
     summary = pipeline.DaySummary(day)
-    if listing.is_empty:
+    empty = listing.is_empty
+    if empty and not weekly_due(s, day):
         return _no_listing(summary)
-    stored = store_listing(s, listing)
-    summary.papers_fetched, summary.papers_new = stored.fetched, stored.report.new
+    if not empty:
+        stored = store_listing(s, listing)
+        summary.papers_fetched, summary.papers_new = stored.fetched, stored.report.new
     if listing_file is None:
         summary.papers_late = store_late_listings(s, day)
     summary.papers_embedded = embed_papers(s, day)
-    planned = plan_deliveries(s, day)
+    planned = plan_deliveries(s, day, empty)  # an empty day: only the weekly digests due
     summary.papers_embedded += planned.embedded
     summary.deliveries_planned, summary.deliveries_skipped = planned.planned, planned.skipped
     if send:
@@ -150,5 +159,7 @@ def daily_digest(day: date | None = None, listing_file: str | None = None,
             summary.suppressed += report.suppressed
             summary.retried += report.retried
         summary.pending = reports[-1].pending
+    if empty:
+        return _no_listing(summary)
     _publish(summary)
     return summary

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from sqlalchemy import Engine, select
 
 from digest import pipeline
 from digest.config import Settings
+from digest.rank import keyword_pattern
 from digest.store import session_factory
 from digest.store.subscribers import add_subscriber
 from digest.store.tables import DeliveryItemRow, DeliveryRow
@@ -26,7 +28,7 @@ from .smtp_server import SmtpTestServer
 
 SOURCE: list[dict[str, Any]] = json.loads(API_2025_06_05.read_text())
 FRI, SAT, SUN, MON = date(2025, 6, 6), date(2025, 6, 7), date(2025, 6, 8), date(2025, 6, 9)
-WED = date(2025, 6, 11)
+TUE, WED = date(2025, 6, 10), date(2025, 6, 11)
 
 
 # -- the days themselves (no Prefect) ---------------------------------------------------------------------
@@ -182,3 +184,88 @@ def test_an_unresolvable_host_is_not_retried(prefect_harness: None, env: FlowEnv
             return [r.run_count for r in runs if r.task_key.startswith("fetch_listing")]
 
     assert asyncio.run(fetch_runs()) == [1]
+
+
+def mailed_ids(smtp: SmtpTestServer) -> dict[str, list[list[str]]]:
+    """Per recipient, the arXiv ids of each mail they received, in order, read off the text part."""
+    out: dict[str, list[list[str]]] = {}
+    for rcpt, mails in smtp.by_rcpt().items():
+        for m in mails:
+            body = m.parse().get_body(("plain",))
+            assert body is not None
+            out.setdefault(rcpt, []).append(re.findall(r"arxiv\.org/abs/([0-9.]+)", body.get_content()))
+    return out
+
+
+def with_keyword(items: list[dict[str, Any]], keyword: str) -> set[str]:
+    """The ids of ``items`` whose title, abstract or AI keywords mention ``keyword`` (as an include filter
+    reads it)."""
+    pattern = keyword_pattern(keyword)
+    return {it["paper"]["id"] for it in items
+            if pattern.search(" ".join([it["paper"]["title"], it["paper"]["summary"],
+                                        *(it["paper"].get("ai_keywords") or [])]))}
+
+
+@pytest.mark.slow
+def test_papers_listed_late_on_a_mailed_day_are_mailed_the_next_day(prefect_harness: None, env: FlowEnv) -> None:
+    """Tuesday is mailed with its early papers; Tuesday's list then grows; Wednesday's run mails the late
+    ones to the subscribers they match, and nobody gets any paper twice (nor yesterday's leftovers)."""
+    from flows.daily import daily_digest
+
+    with session_factory(env.engine).begin() as sess:  # alan (everything, 40 a mail) is the fixture's
+        add_subscriber(sess, "bea@example.org", include_keywords=["diffusion"], max_papers=40)
+        add_subscriber(sess, "cy@example.org", max_papers=3)  # the 3 most upvoted: leaves papers out
+    early, late, wednesday = SOURCE[:10], SOURCE[10:20], SOURCE[20:]
+    serve_by_date(env.hf, {TUE: early})
+    assert daily_digest(day=TUE).sent == 3
+    serve_by_date(env.hf, {TUE: early + late, WED: wednesday})  # HF adds papers to Tuesday after its run
+    summary = daily_digest(day=WED)
+    assert summary.papers_late == len(late)
+
+    got = mailed_ids(env.smtp)
+    ids = lambda items: {it["paper"]["id"] for it in items}  # noqa: E731
+    assert set(got["alan@example.org"][0]) == ids(early)
+    assert set(got["alan@example.org"][1]) == ids(late + wednesday), "every late paper reaches alan"
+    diffusion = with_keyword(SOURCE, "diffusion")
+    assert diffusion & ids(late) and diffusion - ids(late), "the test needs late papers bea wants and others"
+    assert set(got["bea@example.org"][0]) == diffusion & ids(early)
+    assert set(got["bea@example.org"][1]) == diffusion & ids(late + wednesday), "the late ones bea matches"
+    assert set(got["cy@example.org"][1]) <= ids(late + wednesday), "Tuesday's leftovers are not offered again"
+    for rcpt, mails in got.items():
+        every = [a for mail in mails for a in mail]
+        assert len(every) == len(set(every)), f"{rcpt} got a paper twice"
+
+
+@pytest.mark.slow
+def test_weekly_subscribers_get_one_digest_of_their_week_on_their_weekday(prefect_harness: None,
+                                                                        env: FlowEnv) -> None:
+    """A week of scheduled runs, Friday to Thursday: the daily subscriber gets each weekday's papers; a
+    weekly subscriber on Thursday gets one digest on Thursday with the whole week ranked together; a weekly
+    subscriber on Sunday gets theirs on Sunday though Sunday lists nothing."""
+    from flows.daily import daily_digest
+
+    with session_factory(env.engine).begin() as sess:
+        add_subscriber(sess, "wes@example.org", frequency="weekly", weekday="thu", max_papers=40)
+        add_subscriber(sess, "sue@example.org", frequency="weekly", weekday="sun", max_papers=40)
+    THU = date(2025, 6, 12)
+    weekdays = [FRI, MON, date(2025, 6, 10), WED, THU]
+    listings = {d: SOURCE[6 * i:6 * i + 6] for i, d in enumerate(weekdays)}
+    serve_by_date(env.hf, listings)
+    counts: dict[date, dict[str, int]] = {}
+    for k in range(7):
+        day = FRI + timedelta(days=k)
+        before = {r: len(m) for r, m in env.smtp.by_rcpt().items()}
+        state = daily_digest(day=day, return_state=True)
+        assert state.is_completed() and state.name == "Completed", (day, state.name)  # weekends stay quiet
+        counts[day] = {r: len(m) - before.get(r, 0) for r, m in env.smtp.by_rcpt().items()}
+
+    got = mailed_ids(env.smtp)
+    ids = lambda items: {it["paper"]["id"] for it in items}  # noqa: E731
+    assert [counts[d].get("alan@example.org", 0) for d in sorted(counts)] == [1, 0, 0, 1, 1, 1, 1]
+    assert [counts[d].get("wes@example.org", 0) for d in sorted(counts)] == [0, 0, 0, 0, 0, 0, 1]
+    assert [counts[d].get("sue@example.org", 0) for d in sorted(counts)] == [0, 0, 1, 0, 0, 0, 0]
+    assert set(got["sue@example.org"][0]) == ids(listings[FRI]), "Sunday: the week up to Sunday"
+    assert set(got["wes@example.org"][0]) == ids(SOURCE), "Thursday: Friday to Thursday in one digest"
+    subjects = {r: [m.parse()["Subject"] for m in mails] for r, mails in env.smtp.by_rcpt().items()}
+    assert subjects["wes@example.org"][0].startswith("Daily Papers, week to 2025-06-12: ")
+    assert subjects["alan@example.org"][-1].startswith("Daily Papers, 2025-06-12: ")

@@ -4,6 +4,7 @@ outbox by date and status, suppressed addresses and failures with their last err
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 
 import pytest
@@ -136,3 +137,57 @@ def test_status_shows_the_outbox_suppressed_and_failures(env: dict[str, str], se
     assert "Suppressed addresses (1)" in shown and "reader0@example.org" in shown
     assert "no such user" in shown and "greylisted" in shown
     assert "Prefect flow runs: no Prefect API" in shown, shown
+
+
+def test_cadence_from_the_cli_add_edit_show_list_and_not_due(env: dict[str, str], settings: Settings) -> None:
+    """`--frequency weekly --weekday thu`, shown and listed; papers per digest follow the cadence's default
+    unless chosen; `rank` and `preview` on another weekday say "not due" and when the next digest is."""
+    out = invoke(env, "subscribers", "add", "wes@example.org", "--frequency", "weekly", "--weekday", "thu")
+    assert "weekly on Thursday, 25 papers a digest" in out
+    row = subscriber_row(settings, "wes@example.org")
+    assert (row.frequency, row.weekday, row.max_papers) == ("weekly", 3, 25)
+    invoke(env, "subscribers", "add", "dee@example.org", "--max-papers", "7")
+    assert "weekly on Thursday" in invoke(env, "subscribers", "show", "wes@example.org")
+    listed = invoke(env, "subscribers", "list")
+    assert "weekly on Thursday" in listed and "daily" in listed
+
+    invoke(env, "subscribers", "edit", "wes@example.org", "--weekday", "Monday")
+    assert subscriber_row(settings, "wes@example.org").weekday == 0
+    out = invoke(env, "subscribers", "edit", "wes@example.org", "--frequency", "daily")
+    assert "daily, 10 papers a digest" in out  # the weekly default becomes the daily one
+    row = subscriber_row(settings, "wes@example.org")
+    assert (row.frequency, row.weekday, row.max_papers) == ("daily", None, 10)
+    invoke(env, "subscribers", "edit", "dee@example.org", "--frequency", "weekly", "--weekday", "sun")
+    row = subscriber_row(settings, "dee@example.org")
+    assert (row.frequency, row.weekday, row.max_papers) == ("weekly", 6, 7)  # their own choice stays
+    invoke(env, "subscribers", "edit", "wes@example.org", "--frequency", "weekly", "--max-papers", "10")
+    assert subscriber_row(settings, "wes@example.org").max_papers == 10  # given: taken as it is
+
+    rank = invoke(env, "rank", "--date", "2025-06-11", "--subscriber", "dee@example.org")
+    assert "not due on 2025-06-11: weekly on Sunday (next digest 2025-06-15)" in rank
+    as_json = json.loads(invoke(env, "rank", "--date", "2025-06-11", "--json"))
+    assert [(x["subscriber"], x["cadence"], x["due"], x["picks"]) for x in as_json] == [
+        ("wes@example.org", "weekly on Friday", False, []), ("dee@example.org", "weekly on Sunday", False, [])]
+    preview = runner.invoke(app, ["preview", "dee@example.org", "--date", "2025-06-11"], env=env)
+    assert preview.exit_code == 2 and "dee@example.org is not due on 2025-06-11: weekly on Sunday" in preview.output
+    assert len([ln for ln in preview.output.splitlines() if ln.strip()]) == 1
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--frequency", "hourly"], "frequency must be one of daily, weekly"),
+        (["--weekday", "thu"], "a weekday is for weekly digests"),
+        (["--frequency", "weekly", "--weekday", "someday"], "weekday must be one of mon, tue"),
+    ],
+)
+def test_a_bad_cadence_is_one_line_and_stores_nothing(env: dict[str, str], settings: Settings, args: list[str],
+                                                      message: str) -> None:
+    result = runner.invoke(app, ["subscribers", "add", "eve@example.org", *args], env=env)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert len([ln for ln in result.output.splitlines() if ln.strip()]) == 1
+    invoke(env, "subscribers", "add", "eve@example.org")
+    edit = runner.invoke(app, ["subscribers", "edit", "eve@example.org", *args], env=env)
+    assert edit.exit_code == 2 and message in edit.output, edit.output
+    row = subscriber_row(settings, "eve@example.org")
+    assert (row.frequency, row.weekday, row.max_papers) == ("daily", None, 10)

@@ -73,15 +73,21 @@ def test_expired_lease_is_released_and_counted(settings: Settings) -> None:
     assert max(c.resends for c in again) == 1
 
 
-def test_sent_papers_and_last_digest_dates(settings: Settings) -> None:
+def test_offered_papers_and_last_digests_whatever_their_status(settings: Settings) -> None:
     readers = readers_with_picks(settings, 2)
     engine, subs, picks = readers.engine, readers.ids, readers.picks
     with session_factory(engine).begin() as s:
         outbox.plan_deliveries(s, DAY, picks)
-        batch = outbox.claim_batch(s, DAY, 10)
-        outbox.mark_sent(s, batch.token, {c.delivery_id: f"<m{c.delivery_id}@x>" for c in batch})
+        batch = outbox.claim_batch(s, DAY, 1)
+        outbox.mark_failed(s, batch.token, batch[0].delivery_id, "550 5.7.1 rejected")  # one failed, one planned
     with session_factory(engine)() as s:
-        sent = outbox.sent_paper_ids(s, subs, before=DAY + timedelta(days=1))
-        assert sent == {sid: {p.arxiv_id for p in picks[sid]} for sid in subs}
-        assert outbox.sent_paper_ids(s, subs, before=DAY) == {sid: set() for sid in subs}
-        assert outbox.last_digest_dates(s, subs, before=DAY + timedelta(days=3)) == {sid: DAY for sid in subs}
+        offered = outbox.offered_paper_ids(s, subs, other_than=DAY + timedelta(days=1))
+        assert offered == {sid: {p.arxiv_id for p in picks[sid]} for sid in subs}
+        assert outbox.offered_paper_ids(s, subs, other_than=DAY) == {sid: set() for sid in subs}
+        assert outbox.offered_paper_ids(s, subs, listed_from=DAY + timedelta(days=1)) == {sid: set() for sid in subs}
+        last = outbox.last_digests(s, subs, before=DAY + timedelta(days=3))
+        assert {sid: d.digest_date for sid, d in last.items()} == {sid: DAY for sid in subs}
+        assert all(d.planned_at.tzinfo is not None for d in last.values())
+        assert outbox.last_digests(s, subs, before=DAY) == {}
+
+

@@ -79,14 +79,6 @@ def test_feedback_latest_vote_wins_and_cascades(settings: Settings) -> None:
         assert feedback_for(session, [999]) == {}
 
 
-def test_digest_window() -> None:
-    assert pipeline.digest_window(DAY) == (DAY, DAY)
-    assert pipeline.digest_window(DAY, date(2026, 8, 17)) == (DAY, DAY)
-    assert pipeline.digest_window(DAY, date(2026, 8, 14)) == (date(2026, 8, 15), DAY)
-    assert pipeline.digest_window(DAY, date(2026, 7, 1)) == (date(2026, 8, 12), DAY)  # at most 7 days
-    assert pipeline.digest_window(DAY, DAY) == (DAY, DAY)
-
-
 def _unit(rows: np.ndarray) -> np.ndarray:
     unit: np.ndarray = (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
     return unit

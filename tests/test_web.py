@@ -593,6 +593,47 @@ def test_preferences_links_expire_and_each_mail_brings_a_fresh_one(
         "preferences", ctx.preferences_url.rsplit("/", 1)[1])["issued_at"] >= int(time.time()) - 5
 
 
+def selected(page: str, name: str) -> str:
+    """The value of the selected option of the form's ``<select name=...>``."""
+    block = re.search(rf'<select id="{name}" name="{name}">(.*?)</select>', page, re.S)
+    assert block, page
+    chosen = re.findall(r'<option value="([^"]*)" selected>', block.group(1))
+    assert len(chosen) == 1, block.group(1)
+    return chosen[0]
+
+
+def test_preferences_weekly_on_a_weekday_round_trip(client: TestClient, web_settings: Settings,
+                                                    signer: LinkSigner) -> None:
+    """The weekday select: shown with the stored weekday (Friday before one is chosen), saved for a weekly
+    digest, dropped for a daily one; papers per mail follow the cadence while left at its default."""
+    sid = add_reader(web_settings, "wk@example.org")
+    url = signer.preferences_url(sid, key=link_key(web_settings, sid))
+    page = client.get(url).text
+    assert (selected(page, "frequency"), selected(page, "weekday")) == ("daily", "fri")
+    assert ">Thursday</option>" in page and "arrives the morning after" in page
+
+    def save(**form: str) -> str:
+        r = client.post(url, data={**_prefs_form(**{"max_papers": "10", **form}), "csrf_token": csrf(client.get(url).text)},
+                        headers={"Origin": PUBLIC})
+        assert r.status_code == 200 and "saved" in r.text, r.text
+        return r.text
+
+    page = save(frequency="weekly", weekday="thu")
+    sub = subscriber_row(web_settings, "wk@example.org")
+    assert (sub.frequency, sub.weekday, sub.max_papers) == ("weekly", 3, 25)
+    again = client.get(url).text
+    for shown in (page, again):
+        assert (selected(shown, "frequency"), selected(shown, "weekday")) == ("weekly", "thu")
+        assert 'name="max_papers" min="1" max="100" value="25"' in shown
+    save(frequency="daily", weekday="thu", max_papers="25")
+    sub = subscriber_row(web_settings, "wk@example.org")
+    assert (sub.frequency, sub.weekday, sub.max_papers) == ("daily", None, 10)
+    r = client.post(url, data={**_prefs_form(weekday="someday"), "csrf_token": csrf(client.get(url).text)},
+                    headers={"Origin": PUBLIC})
+    assert r.status_code == 400 and "weekday must be one of Monday to Sunday" in r.text
+    assert subscriber_row(web_settings, "wk@example.org").frequency == "daily"
+
+
 @pytest.mark.parametrize("bad", [{"frequency": "hourly"}, {"max_papers": "0"}, {"interests": "x" * 300}])
 def test_preferences_invalid_values(client: TestClient, web_settings: Settings, signer: LinkSigner,
                                     bad: dict[str, str]) -> None:

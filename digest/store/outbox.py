@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from digest.models import Pick, SubscriberStatus
-from digest.store.tables import DeliveryItemRow, DeliveryRow, SubscriberRow, utcnow
+from digest.store.tables import DeliveryItemRow, DeliveryRow, PaperRow, SubscriberRow, utcnow
 
 
 class DeliveryKind(StrEnum):
@@ -60,6 +60,7 @@ class Claimed:
     email: str = ""  # the subscriber's address, name and link key when the row was claimed
     name: str | None = None
     link_key: str = ""
+    frequency: str = "daily"  # the subscriber's cadence: a weekly digest says so in its subject
 
 
 class Batch(list[Claimed]):
@@ -80,9 +81,12 @@ def _scope(kind: DeliveryKind, digest_date: date | None) -> list[ColumnElement[b
     return where
 
 
-def plan_deliveries(session: Session, digest_date: date, picks: Mapping[int, Sequence[Pick]]) -> PlanReport:
+def plan_deliveries(session: Session, digest_date: date, picks: Mapping[int, Sequence[Pick]], *,
+                    ranked_at: datetime | None = None) -> PlanReport:
     """One delivery per subscriber for ``digest_date`` with its ranked items. Idempotent: a pair that
-    exists is left untouched (also when another planner inserts it at the same moment)."""
+    exists is left untouched (also when another planner inserts it at the same moment). ``ranked_at``: when
+    the ranking read the stored papers (default now), kept as the rows' ``created_at``: papers stored after
+    it were not weighed for these digests (``LastDigest``)."""
     existing_ids = set(
         session.scalars(
             select(DeliveryRow.subscriber_id).where(
@@ -93,13 +97,14 @@ def plan_deliveries(session: Session, digest_date: date, picks: Mapping[int, Seq
     planned = skipped = 0
     existing = len(existing_ids)
     now = utcnow()
+    created = ranked_at or now
     for subscriber_id, sub_picks in picks.items():
         if subscriber_id in existing_ids:
             continue
         status = DeliveryStatus.planned if sub_picks else DeliveryStatus.skipped
         row = DeliveryRow(
             subscriber_id=subscriber_id, digest_date=digest_date, kind=DeliveryKind.digest.value,
-            status=status.value, attempts=0, resends=0, created_at=now, updated_at=now,
+            status=status.value, attempts=0, resends=0, created_at=created, updated_at=now,
             items=[DeliveryItemRow(rank=p.rank, arxiv_id=p.arxiv_id, score=float(p.score), reason=p.reason)
                    for p in sub_picks],
         )
@@ -182,7 +187,8 @@ def claim_batch(session: Session, digest_date: date | None, limit: int,
     is no longer active (unsubscribed or suppressed after planning) is marked ``skipped``, not claimed."""
     due = _due(kind, digest_date, ids, exclude)
     candidates = (
-        select(DeliveryRow.id, SubscriberRow.status, SubscriberRow.email, SubscriberRow.name, SubscriberRow.link_key)
+        select(DeliveryRow.id, SubscriberRow.status, SubscriberRow.email, SubscriberRow.name, SubscriberRow.link_key,
+               SubscriberRow.frequency)
         .join(SubscriberRow, SubscriberRow.id == DeliveryRow.subscriber_id)
         .where(due).order_by(DeliveryRow.id).limit(limit)
     )
@@ -191,12 +197,12 @@ def claim_batch(session: Session, digest_date: date | None, limit: int,
     token = secrets.token_hex(16)
     found = session.execute(candidates).all()
     gone: dict[str, list[int]] = {}
-    live: dict[int, tuple[str, str | None, str]] = {}
-    for delivery_id, status, email, name, link_key in found:
+    live: dict[int, tuple[str, str | None, str, str]] = {}
+    for delivery_id, status, email, name, link_key, frequency in found:
         if kind is DeliveryKind.digest and status != SubscriberStatus.active.value:
             gone.setdefault(status, []).append(delivery_id)
         else:
-            live[delivery_id] = (email, name, link_key)
+            live[delivery_id] = (email, name, link_key, frequency)
     skipped = 0
     now = utcnow()
     for status, delivery_ids in gone.items():
@@ -373,35 +379,65 @@ def status_counts(session: Session, digest_date: date | None,
     return {status: int(n) for status, n in rows}
 
 
-# Statuses whose papers count as mailed (or about to be) for the "never twice" rule.
-_COMMITTED = (DeliveryStatus.sent.value, DeliveryStatus.sending.value, DeliveryStatus.planned.value)
+IN_CHUNK = 10_000  # ids per IN (...) list: far below any backend's limit of bound parameters
 
 
-def sent_paper_ids(session: Session, subscriber_ids: Iterable[int], before: date | None = None) -> dict[int, set[str]]:
-    """Per subscriber, every paper in a sent (or planned, in flight) delivery of another date: never
-    picked again."""
+def _chunks(ids: Iterable[int]) -> Iterable[list[int]]:
+    ids = list(ids)
+    for i in range(0, len(ids), IN_CHUNK):
+        yield ids[i:i + IN_CHUNK]
+
+
+def offered_paper_ids(session: Session, subscriber_ids: Iterable[int], *, other_than: date | None = None,
+                      listed_from: date | None = None) -> dict[int, set[str]]:
+    """Per subscriber, every paper in any digest of theirs, whatever its status (planned, sent, failed...),
+    except the digest of ``other_than``: never offered to them again. ``listed_from``: only papers listed
+    on or after that date (older ones are outside every window being ranked)."""
     ids = list(subscriber_ids)
-    q = (
-        select(DeliveryRow.subscriber_id, DeliveryItemRow.arxiv_id)
-        .join(DeliveryItemRow, DeliveryItemRow.delivery_id == DeliveryRow.id)
-        .where(DeliveryRow.subscriber_id.in_(ids), DeliveryRow.kind == DeliveryKind.digest.value,
-               DeliveryRow.status.in_(_COMMITTED))
-    )
-    if before is not None:
-        q = q.where(DeliveryRow.digest_date < before)
     out: dict[int, set[str]] = {i: set() for i in ids}
-    for sid, arxiv_id in session.execute(q):
-        out[sid].add(arxiv_id)
+    for chunk in _chunks(ids):
+        q = (
+            select(DeliveryRow.subscriber_id, DeliveryItemRow.arxiv_id)
+            .join(DeliveryItemRow, DeliveryItemRow.delivery_id == DeliveryRow.id)
+            .where(DeliveryRow.subscriber_id.in_(chunk), DeliveryRow.kind == DeliveryKind.digest.value)
+        )
+        if other_than is not None:
+            q = q.where(DeliveryRow.digest_date != other_than)
+        if listed_from is not None:
+            q = q.join(PaperRow, PaperRow.arxiv_id == DeliveryItemRow.arxiv_id).where(
+                PaperRow.listing_date >= listed_from)
+        for sid, arxiv_id in session.execute(q):
+            out[sid].add(arxiv_id)
     return out
 
 
-def last_digest_dates(session: Session, subscriber_ids: Iterable[int], before: date) -> dict[int, date]:
-    """Per subscriber, the date of their last sent digest before ``before`` (absent: never mailed)."""
-    ids = list(subscriber_ids)
-    rows = session.execute(
-        select(DeliveryRow.subscriber_id, func.max(DeliveryRow.digest_date))
-        .where(DeliveryRow.subscriber_id.in_(ids), DeliveryRow.kind == DeliveryKind.digest.value,
-               DeliveryRow.status == DeliveryStatus.sent.value, DeliveryRow.digest_date < before)
-        .group_by(DeliveryRow.subscriber_id)
-    )
-    return {sid: d for sid, d in rows}
+@dataclass(frozen=True, slots=True)
+class LastDigest:
+    """A subscriber's latest digest before some date: its date, and when it was planned (ranked): papers
+    stored after that moment were not yet there to be weighed for it."""
+
+    digest_date: date
+    planned_at: datetime
+
+
+def last_digests(session: Session, subscriber_ids: Iterable[int], before: date) -> dict[int, LastDigest]:
+    """Per subscriber, their latest digest dated before ``before``, whatever its status (a ``skipped`` one
+    too: the day was weighed and nothing matched); absent when they never had one."""
+    out: dict[int, LastDigest] = {}
+    for chunk in _chunks(subscriber_ids):
+        latest = (
+            select(DeliveryRow.subscriber_id.label("sid"), func.max(DeliveryRow.digest_date).label("day"))
+            .where(DeliveryRow.subscriber_id.in_(chunk), DeliveryRow.kind == DeliveryKind.digest.value,
+                   DeliveryRow.digest_date < before)
+            .group_by(DeliveryRow.subscriber_id).subquery()
+        )
+        rows = session.execute(
+            select(DeliveryRow.subscriber_id, DeliveryRow.digest_date, DeliveryRow.created_at)
+            .join(latest, and_(DeliveryRow.subscriber_id == latest.c.sid, DeliveryRow.digest_date == latest.c.day))
+            .where(DeliveryRow.kind == DeliveryKind.digest.value)
+        )
+        for sid, day, planned_at in rows:
+            if planned_at.tzinfo is None:  # SQLite keeps no offset: the value is UTC
+                planned_at = planned_at.replace(tzinfo=timezone.utc)
+            out[sid] = LastDigest(day, planned_at)
+    return out

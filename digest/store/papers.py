@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import date
+from datetime import date, datetime, timezone
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -146,6 +146,16 @@ def list_papers(session: Session, day: date | None = None) -> list[Paper]:
         select(PaperRow).order_by(PaperRow.listing_date.desc(), PaperRow.upvotes.desc(), PaperRow.arxiv_id)
     )
     return [row_to_paper(r) for r in rows]
+
+
+def listed_between(session: Session, start: date, end: date) -> list[tuple[str, date, datetime]]:
+    """``(arxiv_id, listing_date, first_seen)`` of every paper listed from ``start`` to ``end``: when each
+    was first stored tells which came after a digest was ranked (HF keeps adding papers to a day's list)."""
+    rows = session.execute(
+        select(PaperRow.arxiv_id, PaperRow.listing_date, PaperRow.first_seen)
+        .where(PaperRow.listing_date >= start, PaperRow.listing_date <= end)
+    )
+    return [(a, d, seen if seen.tzinfo else seen.replace(tzinfo=timezone.utc)) for a, d, seen in rows]
 
 
 def latest_listing_date(session: Session, before: date) -> date | None:

@@ -7,19 +7,24 @@ import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 
-from sqlalchemy import select
+from datetime import date
+
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from digest.models import (
-    FREQUENCIES,
+    DEFAULT_MAX_PAPERS,
+    DEFAULT_WEEKDAY,
     Subscriber,
     SubscriberStatus,
+    check_frequency,
     check_max_papers,
     clean_list,
     clean_name,
     email_key,
     normalise_arxiv_id,
     normalise_email,
+    parse_weekday,
 )
 from digest.store.tables import SubscriberRow, new_link_key, utcnow
 
@@ -41,9 +46,10 @@ class Preferences:
     negative_interests: Sequence[str] = ()
     include_keywords: Sequence[str] = ()
     exclude_keywords: Sequence[str] = ()
-    max_papers: int = 10
+    max_papers: int = DEFAULT_MAX_PAPERS
     frequency: str = "daily"
     seed_papers: Sequence[str] | None = None  # arXiv ids (resolved by digest.seeds); None = unchanged
+    weekday: int | str | None = None  # weekly: mon..sun or 0..6 (None: Friday); daily: must be None
 
 
 def row_to_subscriber(row: SubscriberRow) -> Subscriber:
@@ -55,7 +61,7 @@ def row_to_subscriber(row: SubscriberRow) -> Subscriber:
         timezone=row.timezone, created_at=row.created_at, confirmed_at=row.confirmed_at,
         link_key=row.link_key, status_changed_at=row.status_changed_at,
         pending_interests=tuple(row.pending_interests) if row.pending_interests is not None else None,
-        pending_max_papers=row.pending_max_papers, feed_key=row.feed_key,
+        pending_max_papers=row.pending_max_papers, feed_key=row.feed_key, weekday=row.weekday,
     )
 
 
@@ -68,15 +74,21 @@ def _set_status(row: SubscriberRow, status: SubscriberStatus) -> None:
 
 def _apply(row: SubscriberRow, prefs: Preferences) -> None:
     """Validate every value first, then write them: a bad value raises ``ValueError`` with the row as it was."""
-    if prefs.frequency not in FREQUENCIES:
-        raise ValueError(f"frequency must be one of {', '.join(FREQUENCIES)}, not {prefs.frequency!r}")
+    frequency = check_frequency(prefs.frequency)
+    if frequency == "weekly":
+        weekday: int | None = DEFAULT_WEEKDAY if prefs.weekday is None else parse_weekday(prefs.weekday)
+    elif prefs.weekday is not None:
+        raise ValueError("a weekday is for weekly digests: give the frequency weekly too")
+    else:
+        weekday = None
     values = {
         "interests": clean_list(prefs.interests, "interests"),
         "negative_interests": clean_list(prefs.negative_interests, "negative interests"),
         "include_keywords": clean_list(prefs.include_keywords, "include keywords"),
         "exclude_keywords": clean_list(prefs.exclude_keywords, "exclude keywords"),
         "max_papers": check_max_papers(prefs.max_papers),
-        "frequency": prefs.frequency,
+        "frequency": frequency,
+        "weekday": weekday,
     }
     if prefs.seed_papers is not None:
         values["seed_papers"] = clean_list([normalise_arxiv_id(a) for a in prefs.seed_papers], "seed papers")
@@ -94,8 +106,10 @@ def add_subscriber(
     include_keywords: Sequence[str] = (),
     exclude_keywords: Sequence[str] = (),
     seed_papers: Sequence[str] = (),
-    max_papers: int = 10,
+    max_papers: int = DEFAULT_MAX_PAPERS,
     status: SubscriberStatus = SubscriberStatus.active,
+    frequency: str = "daily",
+    weekday: int | str | None = None,
 ) -> Subscriber:
     """Validate and store a subscriber. Raises ``InvalidAddressError``, ``ValueError`` (a list or number
     out of bounds) or ``SubscriberExistsError``."""
@@ -105,7 +119,8 @@ def add_subscriber(
     now = utcnow()
     row = SubscriberRow(email=address, name=clean_name(name), status=status.value, link_key=new_link_key(),
                         created_at=now, status_changed_at=now)
-    _apply(row, Preferences(interests, negative_interests, include_keywords, exclude_keywords, max_papers))
+    _apply(row, Preferences(interests, negative_interests, include_keywords, exclude_keywords, max_papers,
+                            frequency, weekday=weekday))
     row.seed_papers = clean_list([normalise_arxiv_id(s) for s in seed_papers], "seed papers")
     session.add(row)
     session.flush()
@@ -148,6 +163,32 @@ def list_subscribers(session: Session, status: SubscriberStatus | None = None) -
     if status is not None:
         q = q.where(SubscriberRow.status == status.value)
     return [row_to_subscriber(r) for r in session.scalars(q)]
+
+
+def due_on(day: date) -> ColumnElement[bool]:
+    """SQL: the subscribers whose cadence gives them a digest for listing day ``day``: every daily one, and
+    the weekly ones whose weekday is ``day``'s (digest.cadence.is_due says the same of one subscriber)."""
+    return or_(SubscriberRow.frequency != "weekly", SubscriberRow.weekday == day.weekday())
+
+
+def _due_where(day: date, weekly_only: bool) -> list[ColumnElement[bool]]:
+    where = [SubscriberRow.status == SubscriberStatus.active.value, due_on(day)]
+    if weekly_only:
+        where.append(SubscriberRow.frequency == "weekly")
+    return where
+
+
+def list_due(session: Session, day: date, *, weekly_only: bool = False) -> list[Subscriber]:
+    """The active subscribers due a digest for ``day`` (``weekly_only``: only the weekly ones, whose digest
+    covers a week and so is due even when ``day`` itself listed nothing), in id order."""
+    q = select(SubscriberRow).where(*_due_where(day, weekly_only)).order_by(SubscriberRow.id)
+    return [row_to_subscriber(r) for r in session.scalars(q)]
+
+
+def count_due(session: Session, day: date, *, weekly_only: bool = False) -> int:
+    """How many subscribers ``list_due`` would give."""
+    return int(session.scalar(select(func.count()).select_from(SubscriberRow).where(*_due_where(day, weekly_only)))
+               or 0)
 
 
 def remove_subscriber(session: Session, email: str) -> None:
@@ -263,8 +304,8 @@ _EDITABLE_EXTRA = ("name", "status")
 
 def edit_subscriber(session: Session, email: str, **changes: object) -> Subscriber:
     """The operator's edit of one subscriber: any of the ``Preferences`` fields (interests,
-    negative_interests, include_keywords, exclude_keywords, max_papers, frequency, seed_papers: already
-    resolved arXiv ids) and ``name``, ``status``. Fields not given keep their value. Every value is
+    negative_interests, include_keywords, exclude_keywords, max_papers, frequency, weekday, seed_papers:
+    already resolved arXiv ids) and ``name``, ``status``. Fields not given keep their value. Every value is
     validated before anything is written: ``ValueError`` / ``InvalidAddressError`` leave the row as it was;
     ``SubscriberNotFoundError`` for an unknown address; ``TypeError`` for a field that cannot be edited.
     ``status="active"`` makes a bounced (suppressed), pending or unsubscribed address active again."""
@@ -277,6 +318,8 @@ def edit_subscriber(session: Session, email: str, **changes: object) -> Subscrib
         raise TypeError(f"cannot edit {', '.join(sorted(unknown))}")
     current = Preferences(**{f: getattr(row, f) for f in pref_fields if f != "seed_papers" and hasattr(row, f)})
     prefs = replace(current, **{k: v for k, v in changes.items() if k in pref_fields})
+    if prefs.frequency != "weekly" and "weekday" not in changes:
+        prefs = replace(prefs, weekday=None)  # weekly -> daily: the weekday goes with it
     name = clean_name(changes["name"]) if "name" in changes else row.name  # type: ignore[arg-type]
     status: SubscriberStatus | None = None
     if "status" in changes:

@@ -102,6 +102,9 @@ class SubscriberRow(Base):
     # The Atom feed of this subscriber's picks works only while its URL carries this key (digest.signing);
     # NULL: no feed. Random, rotated or cleared from the preferences page (migration 0009).
     feed_key: Mapped[str | None] = mapped_column(String(32))
+    # frequency "weekly": the weekday (0 = Monday, date.weekday()) of the listing days whose digest they get;
+    # NULL when daily (migration 0008). The weekday of the digest date, a date in DIGEST_TIMEZONE.
+    weekday: Mapped[int | None] = mapped_column(SmallInteger)
 
 
 class PaperEmbeddingRow(Base):

@@ -9,12 +9,16 @@ from sqlalchemy import Engine
 
 from digest.config import Settings
 from digest.models import (
+    DEFAULT_WEEKDAY,
     FREQUENCIES,
+    WEEKDAY_NAMES,
+    WEEKDAYS,
     InvalidAddressError,
     NonAsciiAddressError,
     check_max_papers,
     clean_list,
     normalise_email,
+    parse_weekday,
 )
 from digest.store.subscribers import Preferences
 
@@ -97,8 +101,16 @@ def resolve_seeds(engine: Engine, settings: Settings, ids: list[str]) -> None:
                                "please try again later.") from None
 
 
+def weekday(raw: str) -> int:
+    try:
+        return parse_weekday(raw)
+    except ValueError:
+        raise FormError("the weekday must be one of Monday to Sunday") from None
+
+
 def parse_preferences(interests: str, negative_interests: str, include_keywords: str, exclude_keywords: str,
-                      papers: str, frequency: str, seeds: str | None = None) -> Preferences:
+                      papers: str, frequency: str, seeds: str | None = None, day: str = "") -> Preferences:
+    """The preferences form. The weekday counts only for a weekly digest (the select is always there)."""
     if frequency not in FREQUENCIES:
         raise FormError("frequency must be daily or weekly")
     return Preferences(
@@ -106,6 +118,7 @@ def parse_preferences(interests: str, negative_interests: str, include_keywords:
         include_keywords=lines(include_keywords, "include keywords"),
         exclude_keywords=lines(exclude_keywords, "exclude keywords"), max_papers=max_papers(papers),
         frequency=frequency, seed_papers=seed_papers(seeds),
+        weekday=(weekday(day) if day.strip() else DEFAULT_WEEKDAY) if frequency == "weekly" else None,
     )
 
 
@@ -116,4 +129,5 @@ def preferences_values(prefs: Preferences) -> dict[str, object]:
         "include_keywords": "\n".join(prefs.include_keywords), "exclude_keywords": "\n".join(prefs.exclude_keywords),
         "max_papers": prefs.max_papers, "frequency": prefs.frequency,
         "seed_papers": "\n".join(prefs.seed_papers or ()),
+        "weekday": WEEKDAYS[DEFAULT_WEEKDAY if prefs.weekday is None else parse_weekday(prefs.weekday)],
     }

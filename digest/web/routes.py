@@ -12,6 +12,7 @@ store's doors (``digest.store.subscribers``) and mail only through the outbox.""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any
 
@@ -20,6 +21,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from digest.cadence import max_papers_after
 from digest.models import Subscriber, SubscriberStatus, normalise_arxiv_id
 from digest.signing import CONFIRM_MAX_AGE, BadToken
 from digest.store import outbox
@@ -301,9 +303,11 @@ def _preferences_form(web: WebState, token: str, sub: Subscriber, status: int = 
     assert sub.id is not None and sub.link_key is not None
     sid, key = sub.id, sub.link_key
     prefs = Preferences(sub.interests, sub.negative_interests, sub.include_keywords, sub.exclude_keywords,
-                        sub.max_papers, sub.frequency, sub.seed_papers)
+                        sub.max_papers, sub.frequency, sub.seed_papers, sub.weekday)
     return page("preferences.html.j2", status, title="Preferences - Papers Digest", email=sub.email,
                 sub_status=sub.status.value, prefs=forms.preferences_values(prefs), frequencies=forms.FREQUENCIES,
+                weekdays=list(zip(forms.WEEKDAYS, forms.WEEKDAY_NAMES)), lag_days=web.settings.lag_days,
+                weekly_max_papers=web.settings.weekly_max_papers,
                 action=f"/preferences/{token}",
                 unsubscribe_action=f"/unsubscribe/{web.signer.token('unsubscribe', sid, key=key)}",
                 csrf_token=web.csrf.token("preferences", sid), error=error, notice=notice,
@@ -336,6 +340,7 @@ def preferences_save(
     frequency: Annotated[str, Form()] = "",
     csrf_token: Annotated[str, Form()] = "",
     seed_papers: Annotated[str | None, Form()] = None,
+    weekday: Annotated[str, Form()] = "",
 ) -> HTMLResponse:
     try:
         link = web.signer.verify("preferences", token, max_age=_prefs_max_age(web))
@@ -347,7 +352,7 @@ def preferences_save(
     try:
         _check_form(web, request, csrf_token, "preferences", sid)
         parsed = forms.parse_preferences(interests, negative_interests, include_keywords, exclude_keywords,
-                                         max_papers, frequency, seed_papers)
+                                         max_papers, frequency, seed_papers, weekday)
         if parsed.seed_papers:  # papers not stored yet are fetched from Hugging Face, or refused
             forms.resolve_seeds(web.sessions.kw["bind"], web.settings, parsed.seed_papers)
         prefs = parsed
@@ -364,6 +369,9 @@ def preferences_save(
             return bad_link(e)
         if prefs is None:  # nothing written: the form shows the stored values again
             return _preferences_form(web, token, sub, status, error=error)
+        # Papers per mail left as they were follow a change of cadence when they were its default.
+        prefs = replace(prefs, max_papers=max_papers_after(sub.frequency, prefs.frequency, sub.max_papers,
+                                                           prefs.max_papers, web.settings.weekly_max_papers))
         try:
             sub = update_preferences(session, sid, prefs)
         except SubscriberNotFoundError:
