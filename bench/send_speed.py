@@ -136,7 +136,7 @@ def baseline_inputs(template_db: Path, n: int) -> tuple[list[dict[str, Any]], li
             if not raw:
                 raw = build_mail(render_digest(ctx), to_addr=sub.email, to_name=sub.name, from_addr=s.mail_from,
                                  message_id=message_id(sid, DAY, s.message_id_domain),
-                                 list_headers=ListHeaders(s.list_id, ctx.unsubscribe_url, ctx.unsubscribe_mailto)).data
+                                 list_headers=ListHeaders(s.list_id, ctx.unsubscribe_url)).data
     engine.dispose()
     return all_vars, rcpts, raw
 

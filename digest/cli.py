@@ -466,8 +466,8 @@ def rank_cmd(
         ]
         print(json.dumps(payload, indent=2, ensure_ascii=False))
         return
-    if result.embedded:
-        out.print(f"embedded {result.embedded} papers")
+    if result.embedded or result.interests_embedded:
+        out.print(f"embedded {result.embedded} papers, {result.interests_embedded} interests")
     for sub in result.subscribers:
         t = Table(title=f"{sub.email} - {d}")
         for col in ("#", "arXiv", "score", "reason", "title"):
@@ -487,7 +487,8 @@ def plan_cmd(day: Annotated[str, typer.Option("--date", "-d", help="Digest date,
     s = settings()
     result = pipeline.plan(pipeline.open_store(s), s, parse_day(day))  # type: ignore[arg-type]
     out.print(f"{result.day}: planned {result.planned}, nothing to send {result.skipped}, "
-              f"already planned {result.existing} (embedded {result.embedded} papers)", highlight=False)
+              f"already planned {result.existing} (embedded {result.embedded} papers, "
+              f"{result.interests_embedded} interests)", highlight=False)
 
 
 @app.command()

@@ -13,17 +13,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from digest.config import Settings
 from digest.models import Listing, Pick, Subscriber, SubscriberStatus, UpsertReport
 from digest.sources import huggingface
 from digest.store import create_db_engine, session_factory, upgrade
+from digest.store.bulk import chunks
 from digest.store.papers import upsert_papers
-from digest.store.tables import DeliveryRow
+from digest.store.tables import DeliveryRow, SubscriberRow
 
 if TYPE_CHECKING:  # heavy imports (torch) only when embedding
     from digest.embed import Embedder
-    from digest.rank import RankParams
+    from digest.rank import RankParams, Ranking
 
 
 def open_store(settings: Settings, migrate: bool = True) -> Engine:
@@ -86,10 +88,36 @@ def digest_window(day: date, last_digest: date | None = None, max_days: int = 7)
     return start, day
 
 
+def window_start(settings: Settings, day: date, last_digest: date | None) -> date:
+    """The first listing date of one subscriber's digest for ``day``, from the date of their last sent
+    digest (``None``: never mailed). One small rule, called by every ranking for every subscriber."""
+    return digest_window(day, last_digest, settings.rank_window_days)[0]
+
+
+def candidate_start(settings: Settings, day: date) -> date:
+    """The first listing date any subscriber's window for ``day`` can reach: the papers of
+    ``[candidate_start, day]`` are the candidates of the whole day's ranking (embedded before it)."""
+    return day - timedelta(days=max(settings.rank_window_days, 1) - 1)
+
+
+def due_subscriber_ids(session: Session, day: date) -> list[int]:
+    """The subscribers due a digest on ``day``, by id: every active subscriber (one small rule: a cadence
+    changes it here)."""
+    return list(session.scalars(
+        select(SubscriberRow.id).where(SubscriberRow.status == SubscriberStatus.active.value)
+        .order_by(SubscriberRow.id)
+    ))
+
+
 def rank_params(settings: Settings) -> RankParams:
     from digest.rank import RankParams
 
     return RankParams.from_settings(settings)
+
+
+# Subscribers ranked, and planned, together: the memory of a day's planning is bounded by this, not by the
+# number of subscribers (100k subscribers are ten chunks).
+PLAN_CHUNK = 10_000
 
 
 @dataclass(frozen=True)
@@ -98,6 +126,49 @@ class RankResult:
     subscribers: list[Subscriber]  # in the order ranked
     picks: dict[int, list[Pick]]  # subscriber id -> picks in rank order
     embedded: int  # papers encoded first (missing or changed vectors of the window)
+    interests_embedded: int = 0  # interest texts encoded first (not cached yet)
+
+
+class _DayRanking:
+    """What ranking a day needs once, whoever is ranked: the candidate papers as one matrix (their missing
+    vectors encoded first), the parameters, and the embedder. ``chunk`` ranks a group of subscribers: their
+    missing interest vectors are encoded first, then the ranking reads stored vectors only."""
+
+    def __init__(self, engine: Engine, settings: Settings, day: date, embedder: Embedder | None) -> None:
+        from digest.embed import Embedder, embed_missing, stored_paper_vectors
+        from digest.lexicon import store_lexicon
+        from digest.profiles import candidate_matrix
+        from digest.store.papers import papers_between
+
+        self.engine, self.settings, self.day = engine, settings, day
+        self.sessions = session_factory(engine)
+        self.embedder = embedder or Embedder.from_settings(settings)
+        start = candidate_start(settings, day)
+        self.papers_embedded = embed_missing(engine, self.embedder, None, start, day)
+        self.interests_embedded = 0
+        with self.sessions.begin() as session:  # begin: the lexicon brought up to date is saved
+            papers = papers_between(session, start, day)
+            vectors = stored_paper_vectors(session, self.embedder, [p.arxiv_id for p in papers])
+            self.matrix = candidate_matrix(session, papers, vectors)
+            self.lexicon = store_lexicon(session)
+        self.params = rank_params(settings)
+
+    def chunk(self, subs: Sequence[Subscriber], exclude: Mapping[int, set[str] | frozenset[str]],
+              last_digest: Mapping[int, date]) -> Ranking:
+        from digest.embed import embed_interests
+        from digest.profiles import build_profiles
+        from digest.store.embeddings import interest_vectors
+        from digest.rank import rank_subscribers
+
+        texts = [t for s in subs for t in (*s.interests, *s.negative_interests)]
+        self.interests_embedded += embed_interests(self.engine, self.embedder, texts)
+        with self.sessions.begin() as session:  # begin: a seed paper without a vector is encoded and stored
+            vectors = interest_vectors(session, self.embedder.name, texts, self.embedder.precision)
+            profiles = build_profiles(session, subs, self.embedder, lexicon=self.lexicon, text_vectors=vectors)
+        starts = {s.id: window_start(self.settings, self.day, last_digest.get(s.id)) for s in subs
+                  if s.id is not None}
+        return rank_subscribers(profiles, self.matrix, self.day, exclude=exclude, window_start=starts,
+                                params=self.params)
 
 
 def rank(
@@ -113,37 +184,19 @@ def rank(
     """Picks for ``subscribers`` (default: every active subscriber) on ``day``.
 
     ``exclude[subscriber_id]``: arXiv ids already sent to that subscriber; ``last_digest[subscriber_id]``:
-    date of their last digest (window: see ``digest_window``). Embeds the window's missing papers first;
-    one model load and one encode call for all interest texts."""
-    from digest.embed import Embedder, embed_missing
-    from digest.profiles import build_profiles, candidate_matrix
-    from digest.rank import rank_subscribers
-    from digest.embed import stored_paper_vectors
-    from digest.store.papers import papers_between
+    date of their last digest (window: see ``window_start``). The candidate papers' and the interests'
+    missing vectors are encoded first (one model load); the ranking itself reads stored vectors only."""
     from digest.store.subscribers import list_subscribers
 
-    embedder = embedder or Embedder.from_settings(settings)
-    last_digest = last_digest or {}
     with session_factory(engine)() as session:
         subs = list(subscribers) if subscribers is not None else list_subscribers(
             session, SubscriberStatus.active
         )
-    windows = {
-        s.id: digest_window(day, last_digest.get(s.id), settings.rank_window_days)
-        for s in subs if s.id is not None
-    }
-    start = min((w[0] for w in windows.values()), default=day)
-    embedded = embed_missing(engine, embedder, None, start, day)
-    with session_factory(engine).begin() as session:
-        papers = papers_between(session, start, day)
-        vectors = stored_paper_vectors(session, embedder, [p.arxiv_id for p in papers])
-        profiles = build_profiles(session, subs, embedder)
-        matrix = candidate_matrix(session, papers, vectors)
-    ranking = rank_subscribers(
-        profiles, matrix, day, exclude=exclude,
-        window_start={sid: w[0] for sid, w in windows.items()}, params=rank_params(settings),
-    )
-    return RankResult(day, subs, ranking.as_dict(), embedded)
+    ranking = _DayRanking(engine, settings, day, embedder)
+    picks: dict[int, list[Pick]] = {}
+    for part in chunks(subs, PLAN_CHUNK):
+        picks.update(ranking.chunk(part, exclude or {}, last_digest or {}).as_dict())
+    return RankResult(day, subs, picks, ranking.papers_embedded, ranking.interests_embedded)
 
 
 # ------------------------------------------------------------------------------------- plan and send
@@ -152,10 +205,11 @@ def rank(
 @dataclass(frozen=True)
 class PlanResult:
     day: date
-    embedded: int
+    embedded: int  # papers encoded first
     planned: int
     skipped: int
     existing: int
+    interests_embedded: int = 0  # interest texts encoded first (not cached when they were written)
 
 
 def rank_with_history(
@@ -168,32 +222,46 @@ def rank_with_history(
 
     ids = [s.id for s in subscribers if s.id is not None]
     with session_factory(engine)() as session:
-        exclude = outbox.sent_paper_ids(session, ids, before=day)
-        last = outbox.last_digest_dates(session, ids, before=day)
-    return rank(engine, settings, day, subscribers=subscribers, exclude=exclude, last_digest=last,
+        known = outbox.history(session, ids, before=day)
+    return rank(engine, settings, day, subscribers=subscribers, exclude=known.sent, last_digest=known.last,
                 embedder=embedder)
 
 
-def plan(engine: Engine, settings: Settings, day: date, *, embedder: Embedder | None = None) -> PlanResult:
-    """Rank every active subscriber who has no delivery for ``day`` yet and write their deliveries in one
-    transaction. Papers already mailed (or planned) to a subscriber are never picked again, and the window
-    reaches back to their last digest (at most ``rank_window_days``) so weekend papers are not lost.
-    Idempotent: planning a date twice adds nothing."""
-    from digest.store import outbox
-    from digest.store.subscribers import list_subscribers
+def plan(engine: Engine, settings: Settings, day: date, *, embedder: Embedder | None = None,
+         chunk_size: int = PLAN_CHUNK) -> PlanResult:
+    """Rank every subscriber due on ``day`` (``due_subscriber_ids``) who has no delivery for it yet, and
+    write their deliveries. Papers already mailed (or planned) to a subscriber are never picked again, and
+    each window reaches back to their last digest (``window_start``) so weekend papers are not lost.
 
-    with session_factory(engine)() as session:
-        active = list_subscribers(session, SubscriberStatus.active)
+    Streams the subscribers in chunks of ``chunk_size``: per chunk, the subscribers and their outbox
+    history are read once (one query each), their missing interest vectors encoded, the ranking's arrays
+    written as two bulk inserts in one transaction. Idempotent: planning a date twice adds nothing, and
+    a chunk another planner wrote first is left as it is."""
+    from digest.store import outbox
+    from digest.store.subscribers import subscribers_by_ids
+
+    sessions = session_factory(engine)
+    with sessions() as session:
+        due = due_subscriber_ids(session, day)
         done = set(session.scalars(
-            select(DeliveryRow.subscriber_id).where(DeliveryRow.digest_date == day)
+            select(DeliveryRow.subscriber_id).where(DeliveryRow.digest_date == day,
+                                                    DeliveryRow.kind == outbox.DeliveryKind.digest.value)
         ))
-    todo = [s for s in active if s.id not in done]
+    todo = [i for i in due if i not in done]
+    existing = len(due) - len(todo)
     if not todo:
-        return PlanResult(day, 0, 0, 0, len(done))
-    result = rank_with_history(engine, settings, day, todo, embedder=embedder)
-    with session_factory(engine).begin() as session:
-        report = outbox.plan_deliveries(session, day, {s.id: result.picks.get(s.id, []) for s in todo if s.id})
-    return PlanResult(day, result.embedded, report.planned, report.skipped, report.existing + len(done))
+        return PlanResult(day, 0, 0, 0, existing)
+    ranking = _DayRanking(engine, settings, day, embedder)
+    planned = skipped = 0
+    for ids in chunks(todo, max(chunk_size, 1)):
+        with sessions() as session:
+            subs = subscribers_by_ids(session, ids)
+            known = outbox.history(session, ids, before=day)
+        result = ranking.chunk(subs, known.sent, known.last)
+        with sessions.begin() as session:
+            report = outbox.plan_deliveries(session, day, result.columns())
+        planned, skipped, existing = planned + report.planned, skipped + report.skipped, existing + report.existing
+    return PlanResult(day, ranking.papers_embedded, planned, skipped, existing, ranking.interests_embedded)
 
 
 def preview(
@@ -334,6 +402,7 @@ class DaySummary:
     papers_new: int = 0
     papers_late: int = 0  # new papers of earlier days, found by re-fetching them
     papers_embedded: int = 0
+    interests_embedded: int = 0
     deliveries_planned: int = 0
     deliveries_skipped: int = 0
     sent: int = 0

@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, select, text
-from sqlalchemy.exc import OperationalError
 
 from digest import pipeline
 from digest.config import Settings
@@ -74,9 +73,6 @@ def test_a_claim_skips_rows_another_sender_holds(settings: Settings) -> None:
     assert waited < 3, f"the second claim waited {waited:.1f} s for the first one's locks"
 
 
-@pytest.mark.xfail(strict=True, raises=OperationalError,
-                   reason="planner's outbox queries bind one parameter per subscriber (psycopg: 'number of "
-                          "parameters must be between 0 and 65535'); remove this mark with their fix")
 def test_history_queries_for_70000_subscribers_stay_under_the_parameter_limit(settings: Settings) -> None:
     """PostgreSQL takes at most 65,535 parameters in one statement; planning asks about every subscriber."""
     engine = pipeline.open_store(settings)

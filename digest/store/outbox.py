@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from enum import StrEnum
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from digest.models import Pick, SubscriberStatus
+from digest.models import Pick, PickColumns, SubscriberStatus
+from digest.store.bulk import IN_CHUNK, chunks, insert_ignoring_conflicts
 from digest.store.tables import DeliveryItemRow, DeliveryRow, SubscriberRow, utcnow
 
 
@@ -80,40 +81,54 @@ def _scope(kind: DeliveryKind, digest_date: date | None) -> list[ColumnElement[b
     return where
 
 
-def plan_deliveries(session: Session, digest_date: date, picks: Mapping[int, Sequence[Pick]]) -> PlanReport:
-    """One delivery per subscriber for ``digest_date`` with its ranked items. Idempotent: a pair that
-    exists is left untouched (also when another planner inserts it at the same moment)."""
-    existing_ids = set(
-        session.scalars(
-            select(DeliveryRow.subscriber_id).where(
-                *_scope(DeliveryKind.digest, digest_date), DeliveryRow.subscriber_id.in_(list(picks))
-            )
-        )
-    )
-    planned = skipped = 0
-    existing = len(existing_ids)
+def plan_deliveries(session: Session, digest_date: date,
+                    picks: Mapping[int, Sequence[Pick]] | PickColumns) -> PlanReport:
+    """One delivery per subscriber for ``digest_date`` with its ranked items (``picks``: per subscriber, or
+    as columns straight from the ranking). Idempotent: a pair that exists is left untouched, also when
+    another planner inserts it at the same moment.
+
+    Two bulk statements: the deliveries with ``INSERT ... ON CONFLICT DO NOTHING RETURNING``, then the
+    items of the deliveries this call inserted (theirs alone: no other writer has them)."""
+    cols = picks if isinstance(picks, PickColumns) else PickColumns.from_picks(picks)
+    if not cols.subscriber_ids:
+        return PlanReport()
+    counts = [0] * len(cols.subscriber_ids)
+    for r in cols.row:
+        counts[r] += 1
     now = utcnow()
-    for subscriber_id, sub_picks in picks.items():
-        if subscriber_id in existing_ids:
-            continue
-        status = DeliveryStatus.planned if sub_picks else DeliveryStatus.skipped
-        row = DeliveryRow(
-            subscriber_id=subscriber_id, digest_date=digest_date, kind=DeliveryKind.digest.value,
-            status=status.value, attempts=0, resends=0, created_at=now, updated_at=now,
-            items=[DeliveryItemRow(rank=p.rank, arxiv_id=p.arxiv_id, score=float(p.score), reason=p.reason)
-                   for p in sub_picks],
-        )
-        try:
-            with session.begin_nested():
-                session.add(row)
-        except IntegrityError:  # another planner got there first: that row stands
-            existing += 1
-            continue
-        if sub_picks:
-            planned += 1
-        else:
-            skipped += 1
-    return PlanReport(planned=planned, skipped=skipped, existing=existing)
+    planned_, skipped_ = DeliveryStatus.planned.value, DeliveryStatus.skipped.value
+    kind = DeliveryKind.digest.value
+    rows = [
+        {"subscriber_id": sid, "digest_date": digest_date, "kind": kind, "status": planned_ if n else skipped_,
+         "attempts": 0, "resends": 0, "created_at": now, "updated_at": now}
+        for sid, n in zip(cols.subscriber_ids, counts)
+    ]
+    inserted = dict(  # subscriber id -> new delivery id
+        (sid, did) for did, sid in insert_ignoring_conflicts(
+            session, DeliveryRow, rows, returning=(DeliveryRow.id, DeliveryRow.subscriber_id))
+    )
+    delivery = [inserted.get(sid, 0) for sid in cols.subscriber_ids]
+    items = [
+        {"delivery_id": d, "rank": rank, "arxiv_id": aid, "score": score, "reason": reason}
+        for d, rank, aid, score, reason in zip(
+            (delivery[r] for r in cols.row), cols.rank, cols.arxiv_id, cols.score, cols.reason)
+        if d
+    ]
+    if items:
+        session.execute(insert(DeliveryItemRow.__table__), items)
+    planned = sum(1 for sid, n in zip(cols.subscriber_ids, counts) if n and sid in inserted)
+    return PlanReport(planned=planned, skipped=len(inserted) - planned,
+                      existing=len(cols.subscriber_ids) - len(inserted))
+
+
+def enqueue_confirmations(session: Session, subscriber_ids: Sequence[int], day: date) -> int:
+    """A confirmation mail for each of ``subscriber_ids`` (a bulk import of pending subscribers), in one
+    bulk statement; a subscriber who has one for ``day`` already keeps it. Returns how many were queued."""
+    now = utcnow()
+    rows = [{"subscriber_id": sid, "digest_date": day, "kind": DeliveryKind.confirm.value,
+             "status": DeliveryStatus.planned.value, "attempts": 0, "resends": 0, "created_at": now,
+             "updated_at": now} for sid in subscriber_ids]
+    return len(insert_ignoring_conflicts(session, DeliveryRow, rows, returning=(DeliveryRow.id,)))
 
 
 def enqueue_confirmation(session: Session, subscriber_id: int, day: date, *,
@@ -377,31 +392,45 @@ def status_counts(session: Session, digest_date: date | None,
 _COMMITTED = (DeliveryStatus.sent.value, DeliveryStatus.sending.value, DeliveryStatus.planned.value)
 
 
+@dataclass(frozen=True, slots=True)
+class History:
+    """What the outbox says about some subscribers before a date: per subscriber, every paper in a sent
+    (or planned, in flight) digest, never picked again; and the date of their last sent digest (absent:
+    never mailed)."""
+
+    sent: dict[int, set[str]]
+    last: dict[int, date]
+
+
+def history(session: Session, subscriber_ids: Iterable[int], before: date | None = None) -> History:
+    """The outbox history of ``subscriber_ids`` (digests of dates before ``before``; all when ``None``):
+    one query per ``IN_CHUNK`` subscribers."""
+    ids = list(subscriber_ids)
+    sent: dict[int, set[str]] = {i: set() for i in ids}
+    last: dict[int, date] = {}
+    sent_status = DeliveryStatus.sent.value
+    for part in chunks(ids, IN_CHUNK):
+        q = (
+            select(DeliveryRow.subscriber_id, DeliveryRow.digest_date, DeliveryRow.status, DeliveryItemRow.arxiv_id)
+            .join(DeliveryItemRow, DeliveryItemRow.delivery_id == DeliveryRow.id)
+            .where(DeliveryRow.subscriber_id.in_(part), DeliveryRow.kind == DeliveryKind.digest.value,
+                   DeliveryRow.status.in_(_COMMITTED))
+        )
+        if before is not None:
+            q = q.where(DeliveryRow.digest_date < before)
+        for sid, day, status, arxiv_id in session.execute(q):
+            sent[sid].add(arxiv_id)
+            if status == sent_status and (sid not in last or day > last[sid]):
+                last[sid] = day
+    return History(sent, last)
+
+
 def sent_paper_ids(session: Session, subscriber_ids: Iterable[int], before: date | None = None) -> dict[int, set[str]]:
     """Per subscriber, every paper in a sent (or planned, in flight) delivery of another date: never
     picked again."""
-    ids = list(subscriber_ids)
-    q = (
-        select(DeliveryRow.subscriber_id, DeliveryItemRow.arxiv_id)
-        .join(DeliveryItemRow, DeliveryItemRow.delivery_id == DeliveryRow.id)
-        .where(DeliveryRow.subscriber_id.in_(ids), DeliveryRow.kind == DeliveryKind.digest.value,
-               DeliveryRow.status.in_(_COMMITTED))
-    )
-    if before is not None:
-        q = q.where(DeliveryRow.digest_date < before)
-    out: dict[int, set[str]] = {i: set() for i in ids}
-    for sid, arxiv_id in session.execute(q):
-        out[sid].add(arxiv_id)
-    return out
+    return history(session, subscriber_ids, before).sent
 
 
 def last_digest_dates(session: Session, subscriber_ids: Iterable[int], before: date) -> dict[int, date]:
     """Per subscriber, the date of their last sent digest before ``before`` (absent: never mailed)."""
-    ids = list(subscriber_ids)
-    rows = session.execute(
-        select(DeliveryRow.subscriber_id, func.max(DeliveryRow.digest_date))
-        .where(DeliveryRow.subscriber_id.in_(ids), DeliveryRow.kind == DeliveryKind.digest.value,
-               DeliveryRow.status == DeliveryStatus.sent.value, DeliveryRow.digest_date < before)
-        .group_by(DeliveryRow.subscriber_id)
-    )
-    return {sid: d for sid, d in rows}
+    return history(session, subscriber_ids, before).last

@@ -21,6 +21,7 @@ from digest.models import (
     normalise_arxiv_id,
     normalise_email,
 )
+from digest.store.bulk import IN_CHUNK, chunks
 from digest.store.tables import SubscriberRow, new_link_key, utcnow
 
 
@@ -148,6 +149,16 @@ def list_subscribers(session: Session, status: SubscriberStatus | None = None) -
     if status is not None:
         q = q.where(SubscriberRow.status == status.value)
     return [row_to_subscriber(r) for r in session.scalars(q)]
+
+
+def subscribers_by_ids(session: Session, ids: Sequence[int]) -> list[Subscriber]:
+    """The subscribers with these ids, in the order of ``ids`` (unknown ids are left out); one query per
+    ``IN_CHUNK`` ids."""
+    found: dict[int, Subscriber] = {}
+    for part in chunks(ids, IN_CHUNK):
+        for row in session.scalars(select(SubscriberRow).where(SubscriberRow.id.in_(part))):
+            found[row.id] = row_to_subscriber(row)
+    return [found[i] for i in ids if i in found]
 
 
 def remove_subscriber(session: Session, email: str) -> None:
