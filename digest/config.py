@@ -59,6 +59,12 @@ class Settings(BaseSettings):
         "interests it needs, never mixing the two. On the fixtures bf16 gives the same top-10, in the same "
         "order, for all 40 labelled phrases.",
     )
+    embed_interests_on_write: bool = Field(
+        True,
+        description="Compute interest vectors where interests are written (subscribers add / edit / import, "
+        "the preferences page and a confirmed sign-up), so a day's plan finds them cached. Off: the next "
+        "plan computes what is missing (the web process then never loads the model).",
+    )
     # Ranking knobs (digest/rank.py); defaults justified by bench/ranking_quality.py.
     rank_relevance_weight: float = 1.0
     rank_trending_weight: float = Field(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -77,6 +77,15 @@ def embed(
 
     embedder = embedder or Embedder.from_settings(settings)
     return embed_missing(engine, embedder, arxiv_ids, start, end)
+
+
+def embed_interests(engine: Engine, settings: Settings, texts: Sequence[str], *, embedder: Embedder | None = None,
+                    progress: Callable[[int], None] | None = None) -> int:
+    """Encode and cache the interest texts that have no vector yet (``digest.embed.embed_interests``): what
+    every door that writes interests calls, so a day's ranking finds them cached. Returns how many."""
+    from digest.embed import Embedder, embed_interests as embed_texts
+
+    return embed_texts(engine, embedder or Embedder.from_settings(settings), texts, progress)
 
 
 def digest_window(day: date, last_digest: date | None = None, max_days: int = 7) -> tuple[date, date]:
