@@ -157,7 +157,7 @@ class Settings(BaseSettings):
 
     # Outbox and sending
     message_id_domain: str = "papers-digest.localhost"
-    send_batch_size: int = Field(20, ge=1, description="Deliveries claimed at once by one sender.")
+    send_batch_size: int = Field(50, ge=1, description="Deliveries claimed at once by one sender.")
     send_lease_seconds: float = Field(
         300, ge=0, description="A row left 'sending' this long belongs to a dead sender and is re-sent."
     )

@@ -17,8 +17,9 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from enum import StrEnum
+from functools import lru_cache
 
-from sqlalchemy import ColumnElement, and_, case, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Update, and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -253,21 +254,34 @@ def renew(session: Session, token: str) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
+@lru_cache(maxsize=64)
+def _mark_sent_statement(n: int) -> Update:
+    """The UPDATE that records ``n`` accepted messages, built once per ``n`` with named parameters (``i0``,
+    ``m0``, ...): a sender runs it every few messages, and building the statement cost more than running it."""
+    t = DeliveryRow.__table__.c
+    mids = case(*[(t.id == bindparam(f"i{k}"), bindparam(f"m{k}", type_=t.message_id.type)) for k in range(n)])
+    now = bindparam("now", type_=t.sent_at.type)
+    return (
+        update(DeliveryRow.__table__)
+        .where(t.id.in_([bindparam(f"i{k}") for k in range(n)]), t.claim_token == bindparam("token"),
+               t.status == DeliveryStatus.sending.value)
+        .values(status=DeliveryStatus.sent.value, message_id=mids, sent_at=now, claim_token=None,
+                last_error=None, updated_at=now)
+        .returning(t.id)
+    )
+
+
 def mark_sent(session: Session, token: str, sent: Mapping[int, str]) -> list[int]:
     """Record accepted messages (delivery id -> Message-ID) in one statement, only for rows still held
     under ``token``; returns the ids recorded. A row missing from the answer was taken over by another
     sender after this one's lease ran out: it is not this sender's to count."""
     if not sent:
         return []
-    now = utcnow()
-    result = session.execute(
-        update(DeliveryRow).where(DeliveryRow.id.in_(list(sent)), *_held(token))
-        .values(status=DeliveryStatus.sent.value, message_id=case(dict(sent), value=DeliveryRow.id),
-                sent_at=now, claim_token=None, last_error=None, updated_at=now)
-        .returning(DeliveryRow.id)
-        .execution_options(synchronize_session=False)
-    )
-    return list(result.scalars())
+    params: dict[str, object] = {"token": token, "now": utcnow()}
+    for k, (delivery_id, mid) in enumerate(sent.items()):
+        params[f"i{k}"] = delivery_id
+        params[f"m{k}"] = mid
+    return list(session.execute(_mark_sent_statement(len(sent)), params).scalars())
 
 
 def _settle(session: Session, token: str, delivery_id: int, **values: object) -> bool:
