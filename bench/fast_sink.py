@@ -4,6 +4,9 @@ the sender, not the sink, must be what a benchmark measures.
 
     python bench/fast_sink.py [PORT]     # prints "port N" on stdout once listening; SIGTERM stops it and
                                          # prints "messages M connections C" on stdout
+
+A benchmark asks for the counts so far with the verb XSTATS (``sink_stats``): a connection of its own,
+counted too.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
                 writer.write(b"250 2.0.0 queued\r\n")
             elif verb in (b"EHLO", b"HELO"):
                 writer.write(EHLO if verb == b"EHLO" else b"250 fast-sink\r\n")
+            elif line.upper().startswith(b"XSTATS"):
+                writer.write(f"250 messages {Counts.messages} connections {Counts.connections}\r\n".encode())
             elif verb == b"QUIT":
                 writer.write(b"221 2.0.0 bye\r\n")
                 await writer.drain()
@@ -63,6 +68,21 @@ async def main(port: int) -> None:
     async with server:
         await stop.wait()
     print(f"messages {Counts.messages} connections {Counts.connections}", flush=True)
+
+
+def sink_stats(port: int) -> tuple[int, int]:
+    """(messages, connections) the sink on ``port`` has seen so far; this call's connection is counted."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        f = conn.makefile("rwb")
+        f.readline()  # greeting
+        f.write(b"XSTATS\r\n")
+        f.flush()
+        words = f.readline().split()
+        f.write(b"QUIT\r\n")
+        f.flush()
+    return int(words[2]), int(words[4])
 
 
 @contextmanager

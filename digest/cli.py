@@ -46,9 +46,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Errors a user can cause and fix: shown as one line, exit code 2 (1 is left to unexpected failures).
 USER_ERRORS: tuple[type[Exception], ...] = (
     ListingFormatError, FetchError, InvalidAddressError, SubscriberExistsError, SubscriberNotFoundError,
-    ValueError, FileNotFoundError,
+    ValueError, FileNotFoundError, IsADirectoryError, PermissionError,
 )
 
+
+MAX_ROWS_SHOWN = 50  # bad rows of an import listed one by one; the rest are counted
 
 # Exit codes of `digest run` (and the other commands): documented in the README.
 EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_SEND_STOPPED, EXIT_NO_LISTING = 0, 1, 2, 3, 4
@@ -245,6 +247,7 @@ def subscribers_add(
     out.print(f"added {sub.email} ({len(sub.interests)} interests, {len(sub.seed_papers)} seed papers, "
               f"{cadence_text(sub.frequency, sub.weekday)}, {sub.max_papers} papers a digest)", highlight=False,
               soft_wrap=True)
+    _embed_interests(engine, s, [*sub.interests, *sub.negative_interests])
     if skipped:
         err.print(f"[yellow]warning:[/] {skipped}", highlight=False, soft_wrap=True)
 
@@ -356,6 +359,94 @@ def subscribers_edit(
         note = f" ({cadence_text(sub.frequency, sub.weekday)}, {sub.max_papers} papers a digest)"
     out.print(f"updated {sub.email}: {', '.join(k.replace('_', ' ') for k in changes)}{note}", highlight=False,
               soft_wrap=True)
+    if "interests" in changes or "negative_interests" in changes:
+        _embed_interests(engine, s, [*sub.interests, *sub.negative_interests])
+
+
+def _embed_interests(engine: Any, s: Settings, texts: list[str], progress: bool = False) -> int:
+    """Cache the vectors of interests just written (``pipeline.embed_interests``); when the model cannot
+    run here, say so and leave them to the next plan, which encodes whatever is missing."""
+    from digest.embed import ModelUnavailableError
+
+    if not texts or not s.embed_interests_on_write:
+        return 0
+    try:
+        if not progress:
+            return pipeline.embed_interests(engine, s, texts)
+        from rich.progress import Progress
+
+        with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:
+            task = bar.add_task("embedding interests", total=None)
+            return pipeline.embed_interests(engine, s, texts, progress=lambda n: bar.advance(task, n))
+    except ModelUnavailableError as e:
+        err.print(f"[yellow]warning:[/] interest vectors not computed ({e}); the next plan computes them",
+                  highlight=False, soft_wrap=True)
+        return 0
+
+
+@subs_app.command("import")
+@friendly
+def subscribers_import(
+    file: Annotated[Path, typer.Argument(help="CSV with a header row: email (required), name, interests "
+                                              "(several separated by ';'), max_papers, frequency "
+                                              "(daily|weekly), weekday (mon..sun).")],
+    update: Annotated[bool, typer.Option("--update", help="Update addresses already subscribed with the "
+                                         "file's columns (default: skip them).")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Refuse the whole file if any row is bad "
+                                         "(default: report bad rows and import the rest).")] = False,
+    pending: Annotated[bool, typer.Option("--pending", help="Store new addresses pending and queue a "
+                                          "confirmation mail for each (default: active).")] = False,
+    no_embed: Annotated[bool, typer.Option("--no-embed", help="Leave the interest vectors to the next "
+                                           "plan (default: compute them now).")] = False,
+) -> None:
+    """Add subscribers in bulk from a CSV file (streamed in chunks). New addresses are active: import
+    only a list you have consent for, or use --pending for a double opt-in."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from digest.subscriber_csv import count_rows, import_subscribers
+
+    s = settings()
+    engine = pipeline.open_store(s)
+    total = count_rows(file) if file.is_file() else 0
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, transient=True, disable=not err.is_terminal) as bar:
+        task = bar.add_task("importing", total=total)
+        report = import_subscribers(engine, file, update=update, strict=strict, pending=pending,
+                                    weekly_max_papers=s.weekly_max_papers,
+                                    progress=lambda n: bar.advance(task, n))
+    for line, why in report.invalid[:MAX_ROWS_SHOWN]:
+        err.print(f"line {line}: {why}", highlight=False, soft_wrap=True, markup=False)
+    if len(report.invalid) > MAX_ROWS_SHOWN:
+        err.print(f"... and {len(report.invalid) - MAX_ROWS_SHOWN} more bad rows", highlight=False)
+    embedded = 0 if no_embed else _embed_interests(engine, s, report.interests, progress=True)
+    line = (f"imported {report.imported}, updated {report.updated}, skipped {report.skipped} (already "
+            f"subscribed), invalid {len(report.invalid)}")
+    if pending:
+        line += f"; {report.confirmations} confirmation mails queued (`digest web` sends them)"
+    if not no_embed and s.embed_interests_on_write:
+        line += f"; embedded {embedded} interests"
+    out.print(line, highlight=False, soft_wrap=True)
+
+
+@subs_app.command("export")
+@friendly
+def subscribers_export(
+    file: Annotated[Path, typer.Argument(help="Where to write the CSV (the import's format).")],
+    status: Annotated[str, typer.Option("--status", help="Which subscribers: active (the default: an import "
+                                        "makes everyone in the file active), pending, unsubscribed, bounced "
+                                        "or all.")] = "active",
+) -> None:
+    """Write subscribers to a CSV file in the format `subscribers import` reads."""
+    from digest.subscriber_csv import export_subscribers
+
+    try:
+        wanted = None if status == "all" else SubscriberStatus(status)
+    except ValueError:
+        raise ValueError(f"--status must be one of {', '.join(x.value for x in SubscriberStatus)} or all, "
+                         f"not {status!r}") from None
+    engine = pipeline.open_store(settings())
+    n = export_subscribers(engine, file, wanted)
+    out.print(f"exported {n} subscribers to {file}", highlight=False, soft_wrap=True)
 
 
 @subs_app.command("remove")
@@ -508,8 +599,8 @@ def rank_cmd(
         return
     with session_factory(engine)() as session:
         titles = {p.arxiv_id: p.title for p in list_papers(session)}
-    if result.embedded:
-        out.print(f"embedded {result.embedded} papers")
+    if result.embedded or result.interests_embedded:
+        out.print(f"embedded {result.embedded} papers, {result.interests_embedded} interests")
     for sub in subs:
         if not pipeline.due(sub, d):
             out.print(f"{sub.email} - {_not_due(sub, d)}", highlight=False, soft_wrap=True)
@@ -532,7 +623,8 @@ def plan_cmd(day: Annotated[str, typer.Option("--date", "-d", help="Digest date,
     s = settings()
     result = pipeline.plan(pipeline.open_store(s), s, parse_day(day))  # type: ignore[arg-type]
     out.print(f"{result.day}: planned {result.planned}, nothing to send {result.skipped}, "
-              f"already planned {result.existing} (embedded {result.embedded} papers)", highlight=False)
+              f"already planned {result.existing} (embedded {result.embedded} papers, "
+              f"{result.interests_embedded} interests)", highlight=False)
 
 
 @app.command()

@@ -59,6 +59,12 @@ class Settings(BaseSettings):
         "interests it needs, never mixing the two. On the fixtures bf16 gives the same top-10, in the same "
         "order, for all 40 labelled phrases.",
     )
+    embed_interests_on_write: bool = Field(
+        True,
+        description="Compute interest vectors where interests are written (subscribers add / edit / import, "
+        "the preferences page and a confirmed sign-up), so a day's plan finds them cached. Off: the next "
+        "plan computes what is missing (the web process then never loads the model).",
+    )
     # Ranking knobs (digest/rank.py); defaults justified by bench/ranking_quality.py.
     rank_relevance_weight: float = 1.0
     rank_trending_weight: float = Field(
@@ -158,7 +164,7 @@ class Settings(BaseSettings):
 
     # Outbox and sending
     message_id_domain: str = "papers-digest.localhost"
-    send_batch_size: int = Field(20, ge=1, description="Deliveries claimed at once by one sender.")
+    send_batch_size: int = Field(50, ge=1, description="Deliveries claimed at once by one sender.")
     send_lease_seconds: float = Field(
         300, ge=0, description="A row left 'sending' this long belongs to a dead sender and is re-sent."
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date
 from typing import Any
 
@@ -19,6 +19,7 @@ from digest.store.embeddings import (
     BF16,
     FP32,
     interest_vectors,
+    missing_interest_texts,
     paper_vectors,
     papers_needing_embedding,
     save_interest_vectors,
@@ -198,6 +199,37 @@ def encode_texts(session: Session | None, embedder: Embedder, texts: Iterable[st
             save_interest_vectors(session, embedder.name, new, embedder.precision)
         found.update(new)
     return found
+
+
+# Interest texts encoded, and cached in one bulk insert, together (one commit each with an engine).
+INTEREST_BATCH = 2048
+
+
+def embed_interests(
+    engine_or_session: Engine | Session,
+    embedder: Embedder,
+    texts: Iterable[str],
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Encode the interest texts (interests and negative interests as subscribers wrote them) that have no
+    cached vector for this embedder's model and precision, in batches of ``INTEREST_BATCH``, each cached
+    with one bulk insert. Returns how many were encoded; the model is loaded only when one is missing.
+
+    Called where interests are written (``digest subscribers add`` / ``edit`` / ``import``, the preferences
+    page) and by ``plan`` for whatever is still missing. With an engine, every batch is committed on its
+    own; ``progress(n)`` is told after each batch."""
+    with _session_scope(engine_or_session) as session:
+        missing = missing_interest_texts(session, embedder.name, texts, embedder.precision)
+    for i in range(0, len(missing), INTEREST_BATCH):
+        batch = missing[i : i + INTEREST_BATCH]
+        vecs = embedder.encode(batch)
+        with _session_scope(engine_or_session) as session:
+            save_interest_vectors(session, embedder.name, dict(zip(batch, vecs, strict=True)), embedder.precision)
+        if progress is not None:
+            progress(len(batch))
+        log.info("embedded %d/%d interest texts with %s", min(i + INTEREST_BATCH, len(missing)), len(missing),
+                 embedder.name)
+    return len(missing)
 
 
 def stored_paper_vectors(session: Session, embedder: Embedder, arxiv_ids: Iterable[str]) -> dict[str, np.ndarray]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
@@ -115,6 +115,33 @@ class Pick:
     rank: int  # 1 = first in the mail
     score: float
     reason: str  # "interest: <text>", "seed paper: <id>", "liked: <id>" or "trending"
+
+
+@dataclass(frozen=True, slots=True)
+class PickColumns:
+    """The picks of many subscribers as columns, what the ranking hands planning (no object per pick).
+
+    Every subscriber of ``subscriber_ids`` gets a delivery (none of their picks: nothing to send). Item
+    ``k`` is subscriber ``subscriber_ids[row[k]]``'s paper ``arxiv_id[k]`` at ``rank[k]`` (1 = first)."""
+
+    subscriber_ids: list[int]
+    row: list[int]
+    rank: list[int]
+    arxiv_id: list[str]
+    score: list[float]
+    reason: list[str]
+
+    @classmethod
+    def from_picks(cls, picks: Mapping[int, Sequence[Pick]]) -> PickColumns:
+        cols = cls(list(picks), [], [], [], [], [])
+        for r, sub_picks in enumerate(picks.values()):
+            for p in sub_picks:
+                cols.row.append(r)
+                cols.rank.append(p.rank)
+                cols.arxiv_id.append(p.arxiv_id)
+                cols.score.append(float(p.score))
+                cols.reason.append(p.reason)
+        return cols
 
 
 # -- what people type: addresses, names and lists of interests -------------------------------------------

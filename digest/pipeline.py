@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -19,12 +19,13 @@ from digest.config import Settings
 from digest.models import Listing, Pick, Subscriber, SubscriberStatus, UpsertReport
 from digest.sources import huggingface
 from digest.store import create_db_engine, session_factory, upgrade
+from digest.store.bulk import chunks
 from digest.store.papers import upsert_papers
 from digest.store.tables import DeliveryRow, utcnow
 
 if TYPE_CHECKING:  # heavy imports (torch) only when embedding
     from digest.embed import Embedder
-    from digest.rank import RankParams
+    from digest.rank import RankParams, Ranking
 
 
 def open_store(settings: Settings, migrate: bool = True) -> Engine:
@@ -136,6 +137,23 @@ def digest_windows(session: Session, settings: Settings, day: date, subscribers:
         extra = {a for a in offered[sid] if a not in weighed and first <= listed.get(a, day + timedelta(1)) <= day}
         exclude[sid] = weighed | extra if extra else weighed
     return Windows(start, exclude)
+def embed_interests(engine: Engine, settings: Settings, texts: Sequence[str], *, embedder: Embedder | None = None,
+                    progress: Callable[[int], None] | None = None) -> int:
+    """Encode and cache the interest texts that have no vector yet (``digest.embed.embed_interests``): what
+    every door that writes interests calls, so a day's ranking finds them cached. Returns how many."""
+    from digest.embed import Embedder, embed_interests as embed_texts
+
+    return embed_texts(engine, embedder or Embedder.from_settings(settings), texts, progress)
+
+
+def candidate_start(settings: Settings, day: date) -> date:
+    """The first listing date any subscriber's window for ``day`` can reach (the longest cadence's,
+    ``cadence.reach_days``): the papers of ``[candidate_start, day]`` are the candidates of the whole day's
+    ranking, as one matrix (embedded before it)."""
+    from digest.cadence import PERIOD_DAYS, reach_days
+
+    longest = max(reach_days(f, settings.rank_window_days) for f in PERIOD_DAYS)
+    return day - timedelta(days=max(longest, 1) - 1)
 
 
 def rank_params(settings: Settings) -> RankParams:
@@ -144,12 +162,59 @@ def rank_params(settings: Settings) -> RankParams:
     return RankParams.from_settings(settings)
 
 
+# Subscribers ranked, and planned, together: the memory of a day's planning is bounded by this, not by the
+# number of subscribers (100k subscribers are ten chunks).
+PLAN_CHUNK = 10_000
+
+
 @dataclass(frozen=True)
 class RankResult:
     day: date
     subscribers: list[Subscriber]  # in the order ranked
     picks: dict[int, list[Pick]]  # subscriber id -> picks in rank order
     embedded: int  # papers encoded first (missing or changed vectors of the window)
+    interests_embedded: int = 0  # interest texts encoded first (not cached yet)
+
+
+class _DayRanking:
+    """What ranking a day needs once, whoever is ranked: the candidate papers as one matrix (their missing
+    vectors encoded first), the parameters, and the embedder. ``chunk`` ranks a group of subscribers: their
+    missing interest vectors are encoded first, then the ranking reads stored vectors only."""
+
+    def __init__(self, engine: Engine, settings: Settings, day: date, embedder: Embedder | None) -> None:
+        from digest.embed import Embedder, embed_missing, stored_paper_vectors
+        from digest.lexicon import store_lexicon
+        from digest.profiles import candidate_matrix
+        from digest.store.papers import papers_between
+
+        self.engine, self.settings, self.day = engine, settings, day
+        self.sessions = session_factory(engine)
+        self.embedder = embedder or Embedder.from_settings(settings)
+        start = candidate_start(settings, day)
+        self.papers_embedded = embed_missing(engine, self.embedder, None, start, day)
+        self.interests_embedded = 0
+        with self.sessions.begin() as session:  # begin: the lexicon brought up to date is saved
+            papers = papers_between(session, start, day)
+            vectors = stored_paper_vectors(session, self.embedder, [p.arxiv_id for p in papers])
+            self.matrix = candidate_matrix(session, papers, vectors)
+            self.lexicon = store_lexicon(session)
+        self.params = rank_params(settings)
+
+    def chunk(self, subs: Sequence[Subscriber], exclude: Mapping[int, set[str] | frozenset[str]],
+              window_start: Mapping[int, date]) -> Ranking:
+        from digest.embed import embed_interests
+        from digest.profiles import build_profiles
+        from digest.store.embeddings import interest_vectors
+        from digest.rank import rank_subscribers
+
+        texts = [t for s in subs for t in (*s.interests, *s.negative_interests)]
+        self.interests_embedded += embed_interests(self.engine, self.embedder, texts)
+        with self.sessions.begin() as session:  # begin: a seed paper without a vector is encoded and stored
+            vectors = interest_vectors(session, self.embedder.name, texts, self.embedder.precision)
+            profiles = build_profiles(session, subs, self.embedder, lexicon=self.lexicon, text_vectors=vectors)
+        starts = {s.id: min(window_start.get(s.id, self.day), self.day) for s in subs if s.id is not None}
+        return rank_subscribers(profiles, self.matrix, self.day, exclude=exclude, window_start=starts,
+                                params=self.params)
 
 
 def rank(
@@ -166,32 +231,19 @@ def rank(
     excluded and only ``day``'s papers unless told (``rank_with_history`` is what a digest gets).
 
     ``exclude[subscriber_id]``: arXiv ids never to pick for that subscriber; ``window_start[subscriber_id]``:
-    the first listing date of their window (default ``day``). Embeds the window's missing papers first;
-    one model load and one encode call for all interest texts."""
-    from digest.embed import Embedder, embed_missing
-    from digest.profiles import build_profiles, candidate_matrix
-    from digest.rank import rank_subscribers
-    from digest.embed import stored_paper_vectors
-    from digest.store.papers import papers_between
+    the first listing date of their window (default ``day``). The candidate papers' and the interests'
+    missing vectors are encoded first (one model load); the ranking itself reads stored vectors only."""
     from digest.store.subscribers import list_subscribers
 
-    embedder = embedder or Embedder.from_settings(settings)
     with session_factory(engine)() as session:
         subs = list(subscribers) if subscribers is not None else list_subscribers(
             session, SubscriberStatus.active
         )
-    starts = {s.id: min((window_start or {}).get(s.id, day), day) for s in subs if s.id is not None}
-    start = min(starts.values(), default=day)
-    embedded = embed_missing(engine, embedder, None, start, day)
-    with session_factory(engine).begin() as session:
-        papers = papers_between(session, start, day)
-        vectors = stored_paper_vectors(session, embedder, [p.arxiv_id for p in papers])
-        profiles = build_profiles(session, subs, embedder)
-        matrix = candidate_matrix(session, papers, vectors)
-    ranking = rank_subscribers(
-        profiles, matrix, day, exclude=exclude, window_start=starts, params=rank_params(settings),
-    )
-    return RankResult(day, subs, ranking.as_dict(), embedded)
+    ranking = _DayRanking(engine, settings, day, embedder)
+    picks: dict[int, list[Pick]] = {}
+    for part in chunks(subs, PLAN_CHUNK):
+        picks.update(ranking.chunk(part, exclude or {}, window_start or {}).as_dict())
+    return RankResult(day, subs, picks, ranking.papers_embedded, ranking.interests_embedded)
 
 
 # ------------------------------------------------------------------------------------- plan and send
@@ -200,10 +252,11 @@ def rank(
 @dataclass(frozen=True)
 class PlanResult:
     day: date
-    embedded: int
+    embedded: int  # papers encoded first
     planned: int
     skipped: int
     existing: int
+    interests_embedded: int = 0  # interest texts encoded first (not cached when they were written)
 
 
 def rank_with_history(
@@ -235,30 +288,42 @@ def weekly_due(engine: Engine, day: date) -> int:
 
 
 def plan(engine: Engine, settings: Settings, day: date, *, embedder: Embedder | None = None,
-         empty_day: bool = False) -> PlanResult:
+         empty_day: bool = False, chunk_size: int = PLAN_CHUNK) -> PlanResult:
     """Rank every active subscriber due on ``day`` (daily ones, and weekly ones on their weekday) who has
-    no delivery for ``day`` yet, and write their deliveries in one transaction. Each digest offers what is
-    new to that subscriber since their last one (``digest_windows``); nothing is offered twice.
-    ``empty_day``: ``day`` listed nothing, so only the weekly digests due are planned (they cover a week).
-    Idempotent: planning a date twice adds nothing."""
-    from digest.store import outbox
-    from digest.store.subscribers import list_due
+    no delivery for ``day`` yet, and write their deliveries. Each digest offers what is new to that
+    subscriber since their last one (``digest_windows``); nothing is offered twice. ``empty_day``: ``day``
+    listed nothing, so only the weekly digests due are planned (they cover a week).
 
-    with session_factory(engine)() as session:
-        active = list_due(session, day, weekly_only=empty_day)
+    Streams the subscribers in chunks of ``chunk_size``: per chunk, the subscribers and their outbox
+    history are read once, their missing interest vectors encoded, the ranking's arrays written as two bulk
+    inserts in one transaction. Idempotent: planning a date twice adds nothing, and a chunk another planner
+    wrote first is left as it is."""
+    from digest.store import outbox
+    from digest.store.subscribers import due_ids, subscribers_by_ids
+
+    sessions = session_factory(engine)
+    with sessions() as session:
+        due_now = due_ids(session, day, weekly_only=empty_day)
         done = set(session.scalars(
             select(DeliveryRow.subscriber_id).where(DeliveryRow.digest_date == day,
                                                     DeliveryRow.kind == outbox.DeliveryKind.digest.value)
         ))
-    todo = [s for s in active if s.id not in done]
+    todo = [i for i in due_now if i not in done]
+    existing = len(due_now) - len(todo)
     if not todo:
         return PlanResult(day, 0, 0, 0, len(done))
     ranked_at = utcnow()  # before the ranking reads the papers: anything stored later is late for these digests
-    result = rank_with_history(engine, settings, day, todo, embedder=embedder)
-    with session_factory(engine).begin() as session:
-        report = outbox.plan_deliveries(session, day, {s.id: result.picks.get(s.id, []) for s in todo if s.id},
-                                        ranked_at=ranked_at)
-    return PlanResult(day, result.embedded, report.planned, report.skipped, report.existing + len(done))
+    ranking = _DayRanking(engine, settings, day, embedder)
+    planned = skipped = 0
+    for ids in chunks(todo, max(chunk_size, 1)):
+        with sessions() as session:
+            subs = subscribers_by_ids(session, ids)
+            windows = digest_windows(session, settings, day, subs)
+        result = ranking.chunk(subs, windows.exclude, windows.start)
+        with sessions.begin() as session:
+            report = outbox.plan_deliveries(session, day, result.columns(), ranked_at=ranked_at)
+        planned, skipped, existing = planned + report.planned, skipped + report.skipped, existing + report.existing
+    return PlanResult(day, ranking.papers_embedded, planned, skipped, existing, ranking.interests_embedded)
 
 
 def preview(
@@ -403,6 +468,7 @@ class DaySummary:
     papers_new: int = 0
     papers_late: int = 0  # new papers of earlier days, found by re-fetching them
     papers_embedded: int = 0
+    interests_embedded: int = 0
     deliveries_planned: int = 0
     deliveries_skipped: int = 0
     sent: int = 0

@@ -117,14 +117,20 @@ def build_profiles(
     *,
     lexicon: Lexicon | None = None,
     now: datetime | None = None,
+    text_vectors: Mapping[str, np.ndarray] | None = None,
 ) -> list[Profile]:
-    """Profiles of ``subscribers``: one ``encode`` call for all interest texts not cached yet.
+    """Profiles of ``subscribers``: one ``encode`` call for all interest texts not cached yet, or the
+    vectors of ``text_vectors`` as they are (a planner encodes the missing ones first: an interest without
+    a vector there is left out).
 
     ``feedback`` defaults to the votes stored in the ``feedback`` table (``session`` required then);
     ``lexicon`` to the store's (``digest.lexicon``). ``session=None`` uses no cache, no stored paper
     vectors (seeds and votes are then skipped) and, without a ``lexicon``, cosine only."""
     texts = [t for s in subscribers for t in (*s.interests, *s.negative_interests)]
-    text_vecs = encode_texts(session, embedder, texts) if texts else {}
+    if text_vectors is not None:
+        text_vecs: Mapping[str, np.ndarray] = text_vectors
+    else:
+        text_vecs = encode_texts(session, embedder, texts) if texts else {}
     if feedback is None:
         ids = [s.id for s in subscribers if s.id is not None]
         feedback = votes_for(session, ids) if session is not None else {}

@@ -55,7 +55,7 @@ import numpy as np
 from scipy import sparse
 
 from digest.bm25 import NO_TERMS, Lexicon, PaperTerms, QueryTerms, document
-from digest.models import Paper, Pick
+from digest.models import Paper, Pick, PickColumns
 
 TRENDING = "trending"
 CLOSEST = "closest"
@@ -249,6 +249,23 @@ class Ranking:
                 break
             out.append(Pick(ids[j], rank, scores[rank - 1], TRENDING if lab < 0 else reasons[lab]))
         return out
+
+    def columns(self) -> PickColumns:
+        """Every pick as columns (``PickColumns``), built from the arrays with no object per pick: what
+        planning writes to the outbox."""
+        r, c = np.nonzero(self.index >= 0)  # row-major: subscribers in order, each one's ranks ascending
+        rows = r.tolist()
+        labels = self.labels[r, c].tolist()
+        reasons = self.reasons
+        ids = np.asarray(self.paper_ids, dtype=object)[self.index[r, c]].tolist() if r.size else []
+        return PickColumns(
+            subscriber_ids=list(self.subscriber_ids),
+            row=rows,
+            rank=(c + 1).tolist(),
+            arxiv_id=ids,
+            score=self.scores[r, c].round(4).tolist(),
+            reason=[TRENDING if lab < 0 else reasons[i][lab] for i, lab in zip(rows, labels)],
+        )
 
     def as_dict(self) -> dict[int, list[Pick]]:
         with _gc_paused():

@@ -145,6 +145,7 @@ def daily_digest(day: date | None = None, listing_file: str | None = None,
     summary.papers_embedded = embed_papers(s, day)
     planned = plan_deliveries(s, day, empty)  # an empty day: only the weekly digests due
     summary.papers_embedded += planned.embedded
+    summary.interests_embedded = planned.interests_embedded
     summary.deliveries_planned, summary.deliveries_skipped = planned.planned, planned.skipped
     if send:
         connections = s.smtp_connections if s.smtp_host else 1

@@ -213,7 +213,7 @@ def digest_web(workdir: Path, smtp_port: int, database_url: str, **env: str) -> 
     environ.update({
         "DIGEST_DATABASE_URL": database_url, "DIGEST_SECRET_KEY": SECRET, "DIGEST_PUBLIC_URL": base,
         "DIGEST_SMTP_HOST": "127.0.0.1", "DIGEST_SMTP_PORT": str(smtp_port), "DIGEST_SMTP_SECURITY": "none",
-        "DIGEST_MAIL_FROM": "Papers Digest <digest@example.org>", **env,
+        "DIGEST_MAIL_FROM": "Papers Digest <digest@example.org>", "DIGEST_EMBED_INTERESTS_ON_WRITE": "false", **env,
     })
     out, err = workdir / "web.stdout", workdir / "web.stderr"
     with out.open("wb") as o, err.open("wb") as e:

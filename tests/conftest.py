@@ -87,6 +87,7 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
         http_backoff_initial=0.05,
         http_backoff_max=0.2,
         http_total_timeout=20,
+        embed_interests_on_write=False,  # no model load where interests are written; tests that need it say so
     )
 
 

@@ -16,7 +16,7 @@ runner = CliRunner()
 
 @pytest.fixture
 def env(db_url: str) -> dict[str, str]:
-    return {"DIGEST_DATABASE_URL": db_url}
+    return {"DIGEST_DATABASE_URL": db_url, "DIGEST_EMBED_INTERESTS_ON_WRITE": "false"}
 
 
 def test_fetch_from_file_stores_every_fixture(env: dict[str, str]) -> None:

@@ -29,7 +29,8 @@ DAY = date(2025, 6, 5)
 @pytest.fixture
 def env(settings: Settings) -> dict[str, str]:
     pipeline.open_store(settings)
-    return {"DIGEST_DATABASE_URL": settings.database_url, "PREFECT_API_URL": "", "PREFECT_HOME": "/nonexistent"}
+    return {"DIGEST_DATABASE_URL": settings.database_url, "PREFECT_API_URL": "", "PREFECT_HOME": "/nonexistent",
+            "DIGEST_EMBED_INTERESTS_ON_WRITE": "false"}
 
 
 def invoke(env: dict[str, str], *args: str) -> str:

@@ -16,14 +16,18 @@ from datetime import date
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select, text
+from pydantic import SecretStr
+from sqlalchemy import event, select, text, update
 
 from digest import pipeline
 from digest.config import Settings
 from digest.store import outbox, session_factory
+from digest.send import send_day
+from digest.sources.huggingface import load_listing_file
+from digest.store.subscribers import insert_subscribers
 from digest.store.tables import DeliveryRow, SubscriberRow
 
-from .builders import ROOT, SECRET, readers_with_picks, smtp_settings
+from .builders import HF_FIXTURES, ROOT, SECRET, readers_with_picks, smtp_settings
 from .smtp_server import SmtpTestServer
 
 pytestmark = pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgresql)],
@@ -81,6 +85,35 @@ def test_history_queries_for_70000_subscribers_stay_under_the_parameter_limit(se
     with session_factory(engine)() as s:
         assert outbox.offered_paper_ids(s, ids, other_than=DAY) == {i: set() for i in ids}
         assert outbox.last_digests(s, ids, before=DAY) == {}
+    engine.dispose()
+
+
+@pytest.mark.slow
+def test_plan_and_send_70000_subscribers(settings: Settings, smtp: SmtpTestServer) -> None:
+    """Planning and sending over more subscribers than PostgreSQL takes parameters in one statement: every
+    query over subscribers or deliveries is chunked. 70,000 subscribers are planned (a trending pick each:
+    the model encodes the listing's two papers only); then all but 30 unsubscribe, and the send claims every
+    one of the 70,000 rows: 30 mails reach the SMTP server, the rest are skipped at their claim."""
+    n, mailed = 70_000, 30
+    engine = pipeline.open_store(settings)
+    listing = load_listing_file(HF_FIXTURES / "api_daily_papers_2025-06-20.collector.json")
+    pipeline.store(engine, listing)
+    with session_factory(engine).begin() as s:
+        for lo in range(0, n, 10_000):
+            insert_subscribers(s, [{"email": f"r{i}@example.org", "max_papers": 1} for i in range(lo, lo + 10_000)])
+    day = listing.listing_date
+    planned = pipeline.plan(engine, settings, day)
+    assert (planned.planned, planned.skipped, planned.existing) == (n, 0, 0)
+    assert pipeline.plan(engine, settings, day).existing == n
+    keep = [f"r{i}@example.org" for i in range(0, n, n // mailed)][:mailed]
+    with session_factory(engine).begin() as s:
+        s.execute(update(SubscriberRow).where(SubscriberRow.email.not_in(keep)).values(status="unsubscribed"))
+    s2 = smtp_settings(smtp.port, settings, send_batch_size=1000, secret_key=SecretStr(SECRET))
+    report = send_day(engine, s2, day)
+    assert (report.sent, report.skipped, report.failed, report.pending) == (mailed, n - mailed, 0, 0)
+    assert sorted(m.rcpt for m in smtp.messages) == sorted(keep)
+    with session_factory(engine)() as s:
+        assert outbox.status_counts(s, day) == {"sent": mailed, "skipped": n - mailed}
     engine.dispose()
 
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from digest import pipeline
 from digest.config import Settings
-from digest.models import Paper, Pick, Subscriber
+from digest.models import Paper, Pick, PickColumns, Subscriber
 from digest.rank import PaperMatrix, Profile, RankParams, rank_subscribers
 from digest.sources.huggingface import load_listing_file
 from digest.store import create_db_engine, session_factory, upgrade
@@ -42,8 +42,11 @@ OCR = "2608.12898"  # NaviDC-OCR: Navigating Document Parsing ...
 
 
 def rank(*args: Any, **kwargs: Any) -> dict[int, list[Pick]]:
-    """``{subscriber_id: [Pick, ...]}`` in rank order."""
-    return rank_subscribers(*args, **kwargs).as_dict()
+    """``{subscriber_id: [Pick, ...]}`` in rank order; the columns planning writes say the same."""
+    ranking = rank_subscribers(*args, **kwargs)
+    picks = ranking.as_dict()
+    assert ranking.columns() == PickColumns.from_picks(picks)
+    return picks
 
 
 # ------------------------------------------------------------------------------------ no model needed

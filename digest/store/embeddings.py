@@ -13,6 +13,7 @@ import numpy as np
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from digest.store.bulk import IN_CHUNK, chunks, insert_ignoring_conflicts
 from digest.store.tables import InterestEmbeddingRow, PaperEmbeddingRow, PaperRow, utcnow
 
 _CHUNK = 500
@@ -122,11 +123,11 @@ def interest_vectors(
     by_hash = {text_hash(t): t for t in dict.fromkeys(texts)}
     hashes = list(by_hash)
     out: dict[str, np.ndarray] = {}
-    for i in range(0, len(hashes), _CHUNK):
+    for part in chunks(hashes, IN_CHUNK):
         rows = session.execute(
             select(InterestEmbeddingRow.text_hash, InterestEmbeddingRow.vector, InterestEmbeddingRow.dim).where(
                 InterestEmbeddingRow.model == model, InterestEmbeddingRow.precision == precision,
-                InterestEmbeddingRow.text_hash.in_(hashes[i : i + _CHUNK]),
+                InterestEmbeddingRow.text_hash.in_(part),
             )
         )
         for h, data, dim in rows:
@@ -134,15 +135,31 @@ def interest_vectors(
     return out
 
 
+def missing_interest_texts(session: Session, model: str, texts: Iterable[str], precision: str = FP32) -> list[str]:
+    """The distinct ``texts`` (in order of first appearance) with no cached vector for ``model`` at
+    ``precision``: one query per ``IN_CHUNK`` texts, no vector read."""
+    by_hash = {text_hash(t): t for t in dict.fromkeys(t for t in texts if t)}
+    hashes = list(by_hash)
+    found: set[str] = set()
+    for part in chunks(hashes, IN_CHUNK):
+        found.update(session.scalars(
+            select(InterestEmbeddingRow.text_hash).where(
+                InterestEmbeddingRow.model == model, InterestEmbeddingRow.precision == precision,
+                InterestEmbeddingRow.text_hash.in_(part),
+            )
+        ))
+    return [t for h, t in by_hash.items() if h not in found]
+
+
 def save_interest_vectors(
     session: Session, model: str, vectors: Mapping[str, np.ndarray], precision: str = FP32
 ) -> None:
+    """Cache the vectors of interest texts in one bulk insert; a text cached meanwhile (by another writer)
+    keeps its row (the same text gives the same vector)."""
     now = utcnow()
-    for t, vec in vectors.items():
-        session.merge(
-            InterestEmbeddingRow(
-                text_hash=text_hash(t), model=model, precision=precision, text=t, dim=int(vec.shape[0]), vector=to_bytes(vec),
-                created_at=now,
-            )
-        )
-    session.flush()
+    rows = [
+        {"text_hash": text_hash(t), "model": model, "precision": precision, "text": t, "dim": int(vec.shape[0]),
+         "vector": to_bytes(vec), "created_at": now}
+        for t, vec in vectors.items()
+    ]
+    insert_ignoring_conflicts(session, InterestEmbeddingRow, rows)

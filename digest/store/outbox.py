@@ -17,12 +17,14 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from enum import StrEnum
+from functools import lru_cache
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
+from sqlalchemy import ColumnElement, Update, and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from digest.models import Pick, SubscriberStatus
+from digest.models import Pick, PickColumns, SubscriberStatus
+from digest.store.bulk import IN_CHUNK, chunks, insert_ignoring_conflicts
 from digest.store.tables import DeliveryItemRow, DeliveryRow, PaperRow, SubscriberRow, utcnow
 
 
@@ -81,44 +83,57 @@ def _scope(kind: DeliveryKind, digest_date: date | None) -> list[ColumnElement[b
     return where
 
 
-def plan_deliveries(session: Session, digest_date: date, picks: Mapping[int, Sequence[Pick]], *,
+def plan_deliveries(session: Session, digest_date: date,
+                    picks: Mapping[int, Sequence[Pick]] | PickColumns, *,
                     ranked_at: datetime | None = None) -> PlanReport:
-    """One delivery per subscriber for ``digest_date`` with its ranked items. Idempotent: a pair that
-    exists is left untouched (also when another planner inserts it at the same moment). ``ranked_at``: when
-    the ranking read the stored papers (default now), kept as the rows' ``created_at``: papers stored after
-    it were not weighed for these digests (``LastDigest``)."""
-    existing_ids = set(
-        session.scalars(
-            select(DeliveryRow.subscriber_id).where(
-                *_scope(DeliveryKind.digest, digest_date), DeliveryRow.subscriber_id.in_(list(picks))
-            )
-        )
-    )
-    planned = skipped = 0
-    existing = len(existing_ids)
+    """One delivery per subscriber for ``digest_date`` with its ranked items (``picks``: per subscriber, or
+    as columns straight from the ranking). Idempotent: a pair that exists is left untouched, also when
+    another planner inserts it at the same moment. ``ranked_at``: when the ranking read the stored papers
+    (default now), kept as the rows' ``created_at``: papers stored after it were not weighed for these
+    digests (``LastDigest``).
+
+    Two bulk statements: the deliveries with ``INSERT ... ON CONFLICT DO NOTHING RETURNING``, then the
+    items of the deliveries this call inserted (theirs alone: no other writer has them)."""
+    cols = picks if isinstance(picks, PickColumns) else PickColumns.from_picks(picks)
+    if not cols.subscriber_ids:
+        return PlanReport()
+    counts = [0] * len(cols.subscriber_ids)
+    for r in cols.row:
+        counts[r] += 1
     now = utcnow()
-    created = ranked_at or now
-    for subscriber_id, sub_picks in picks.items():
-        if subscriber_id in existing_ids:
-            continue
-        status = DeliveryStatus.planned if sub_picks else DeliveryStatus.skipped
-        row = DeliveryRow(
-            subscriber_id=subscriber_id, digest_date=digest_date, kind=DeliveryKind.digest.value,
-            status=status.value, attempts=0, resends=0, created_at=created, updated_at=now,
-            items=[DeliveryItemRow(rank=p.rank, arxiv_id=p.arxiv_id, score=float(p.score), reason=p.reason)
-                   for p in sub_picks],
-        )
-        try:
-            with session.begin_nested():
-                session.add(row)
-        except IntegrityError:  # another planner got there first: that row stands
-            existing += 1
-            continue
-        if sub_picks:
-            planned += 1
-        else:
-            skipped += 1
-    return PlanReport(planned=planned, skipped=skipped, existing=existing)
+    planned_, skipped_ = DeliveryStatus.planned.value, DeliveryStatus.skipped.value
+    kind = DeliveryKind.digest.value
+    rows = [
+        {"subscriber_id": sid, "digest_date": digest_date, "kind": kind, "status": planned_ if n else skipped_,
+         "attempts": 0, "resends": 0, "created_at": ranked_at or now, "updated_at": now}
+        for sid, n in zip(cols.subscriber_ids, counts)
+    ]
+    inserted = dict(  # subscriber id -> new delivery id
+        (sid, did) for did, sid in insert_ignoring_conflicts(
+            session, DeliveryRow, rows, returning=(DeliveryRow.id, DeliveryRow.subscriber_id))
+    )
+    delivery = [inserted.get(sid, 0) for sid in cols.subscriber_ids]
+    items = [
+        {"delivery_id": d, "rank": rank, "arxiv_id": aid, "score": score, "reason": reason}
+        for d, rank, aid, score, reason in zip(
+            (delivery[r] for r in cols.row), cols.rank, cols.arxiv_id, cols.score, cols.reason)
+        if d
+    ]
+    if items:
+        session.execute(insert(DeliveryItemRow.__table__), items)
+    planned = sum(1 for sid, n in zip(cols.subscriber_ids, counts) if n and sid in inserted)
+    return PlanReport(planned=planned, skipped=len(inserted) - planned,
+                      existing=len(cols.subscriber_ids) - len(inserted))
+
+
+def enqueue_confirmations(session: Session, subscriber_ids: Sequence[int], day: date) -> int:
+    """A confirmation mail for each of ``subscriber_ids`` (a bulk import of pending subscribers), in one
+    bulk statement; a subscriber who has one for ``day`` already keeps it. Returns how many were queued."""
+    now = utcnow()
+    rows = [{"subscriber_id": sid, "digest_date": day, "kind": DeliveryKind.confirm.value,
+             "status": DeliveryStatus.planned.value, "attempts": 0, "resends": 0, "created_at": now,
+             "updated_at": now} for sid in subscriber_ids]
+    return len(insert_ignoring_conflicts(session, DeliveryRow, rows, returning=(DeliveryRow.id,)))
 
 
 def enqueue_confirmation(session: Session, subscriber_id: int, day: date, *,
@@ -244,21 +259,34 @@ def renew(session: Session, token: str) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
+@lru_cache(maxsize=64)
+def _mark_sent_statement(n: int) -> Update:
+    """The UPDATE that records ``n`` accepted messages, built once per ``n`` with named parameters (``i0``,
+    ``m0``, ...): a sender runs it every few messages, and building the statement cost more than running it."""
+    t = DeliveryRow.__table__.c
+    mids = case(*[(t.id == bindparam(f"i{k}"), bindparam(f"m{k}", type_=t.message_id.type)) for k in range(n)])
+    now = bindparam("now", type_=t.sent_at.type)
+    return (
+        update(DeliveryRow.__table__)
+        .where(t.id.in_([bindparam(f"i{k}") for k in range(n)]), t.claim_token == bindparam("token"),
+               t.status == DeliveryStatus.sending.value)
+        .values(status=DeliveryStatus.sent.value, message_id=mids, sent_at=now, claim_token=None,
+                last_error=None, updated_at=now)
+        .returning(t.id)
+    )
+
+
 def mark_sent(session: Session, token: str, sent: Mapping[int, str]) -> list[int]:
     """Record accepted messages (delivery id -> Message-ID) in one statement, only for rows still held
     under ``token``; returns the ids recorded. A row missing from the answer was taken over by another
     sender after this one's lease ran out: it is not this sender's to count."""
     if not sent:
         return []
-    now = utcnow()
-    result = session.execute(
-        update(DeliveryRow).where(DeliveryRow.id.in_(list(sent)), *_held(token))
-        .values(status=DeliveryStatus.sent.value, message_id=case(dict(sent), value=DeliveryRow.id),
-                sent_at=now, claim_token=None, last_error=None, updated_at=now)
-        .returning(DeliveryRow.id)
-        .execution_options(synchronize_session=False)
-    )
-    return list(result.scalars())
+    params: dict[str, object] = {"token": token, "now": utcnow()}
+    for k, (delivery_id, mid) in enumerate(sent.items()):
+        params[f"i{k}"] = delivery_id
+        params[f"m{k}"] = mid
+    return list(session.execute(_mark_sent_statement(len(sent)), params).scalars())
 
 
 def _settle(session: Session, token: str, delivery_id: int, **values: object) -> bool:
@@ -379,15 +407,6 @@ def status_counts(session: Session, digest_date: date | None,
     return {status: int(n) for status, n in rows}
 
 
-IN_CHUNK = 10_000  # ids per IN (...) list: far below any backend's limit of bound parameters
-
-
-def _chunks(ids: Iterable[int]) -> Iterable[list[int]]:
-    ids = list(ids)
-    for i in range(0, len(ids), IN_CHUNK):
-        yield ids[i:i + IN_CHUNK]
-
-
 def offered_paper_ids(session: Session, subscriber_ids: Iterable[int], *, other_than: date | None = None,
                       listed_from: date | None = None) -> dict[int, set[str]]:
     """Per subscriber, every paper in any digest of theirs, whatever its status (planned, sent, failed...),
@@ -395,7 +414,7 @@ def offered_paper_ids(session: Session, subscriber_ids: Iterable[int], *, other_
     on or after that date (older ones are outside every window being ranked)."""
     ids = list(subscriber_ids)
     out: dict[int, set[str]] = {i: set() for i in ids}
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids, IN_CHUNK):
         q = (
             select(DeliveryRow.subscriber_id, DeliveryItemRow.arxiv_id)
             .join(DeliveryItemRow, DeliveryItemRow.delivery_id == DeliveryRow.id)
@@ -424,7 +443,7 @@ def last_digests(session: Session, subscriber_ids: Iterable[int], before: date) 
     """Per subscriber, their latest digest dated before ``before``, whatever its status (a ``skipped`` one
     too: the day was weighed and nothing matched); absent when they never had one."""
     out: dict[int, LastDigest] = {}
-    for chunk in _chunks(subscriber_ids):
+    for chunk in chunks(list(subscriber_ids), IN_CHUNK):
         latest = (
             select(DeliveryRow.subscriber_id.label("sid"), func.max(DeliveryRow.digest_date).label("day"))
             .where(DeliveryRow.subscriber_id.in_(chunk), DeliveryRow.kind == DeliveryKind.digest.value,

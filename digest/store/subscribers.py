@@ -4,12 +4,11 @@ change a subscriber. Every value is validated by the domain rules in ``digest.mo
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields, replace
-
 from datetime import date
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from digest.models import (
@@ -26,6 +25,7 @@ from digest.models import (
     normalise_email,
     parse_weekday,
 )
+from digest.store.bulk import IN_CHUNK, chunks, insert_ignoring_conflicts
 from digest.store.tables import SubscriberRow, new_link_key, utcnow
 
 
@@ -185,10 +185,77 @@ def list_due(session: Session, day: date, *, weekly_only: bool = False) -> list[
     return [row_to_subscriber(r) for r in session.scalars(q)]
 
 
+def due_ids(session: Session, day: date, *, weekly_only: bool = False) -> list[int]:
+    """The ids of the subscribers ``list_due`` would give, in id order (planning streams them in chunks)."""
+    return list(session.scalars(select(SubscriberRow.id).where(*_due_where(day, weekly_only))
+                                .order_by(SubscriberRow.id)))
+
+
 def count_due(session: Session, day: date, *, weekly_only: bool = False) -> int:
     """How many subscribers ``list_due`` would give."""
     return int(session.scalar(select(func.count()).select_from(SubscriberRow).where(*_due_where(day, weekly_only)))
                or 0)
+def subscribers_by_ids(session: Session, ids: Sequence[int]) -> list[Subscriber]:
+    """The subscribers with these ids, in the order of ``ids`` (unknown ids are left out); one query per
+    ``IN_CHUNK`` ids."""
+    found: dict[int, Subscriber] = {}
+    for part in chunks(ids, IN_CHUNK):
+        for row in session.scalars(select(SubscriberRow).where(SubscriberRow.id.in_(part))):
+            found[row.id] = row_to_subscriber(row)
+    return [found[i] for i in ids if i in found]
+
+
+def ids_by_email(session: Session, emails: Sequence[str]) -> dict[str, int]:
+    """The stored subscribers among ``emails`` (normalised addresses): address -> id, one query per
+    ``IN_CHUNK`` addresses."""
+    out: dict[str, int] = {}
+    for part in chunks(emails, IN_CHUNK):
+        out.update((e, i) for i, e in session.execute(
+            select(SubscriberRow.id, SubscriberRow.email).where(SubscriberRow.email.in_(part))))
+    return out
+
+
+def insert_subscribers(session: Session, rows: Sequence[dict[str, object]],
+                       status: SubscriberStatus = SubscriberStatus.active) -> dict[str, int]:
+    """Store new subscribers in one executemany: ``rows`` hold already validated column values (at least
+    ``email``, normalised); each gets its own random link key. An address stored meanwhile by another
+    writer is left as it is. Returns address -> id of the rows inserted."""
+    now = utcnow()
+    active = status is SubscriberStatus.active
+    values = [
+        {"name": None, "interests": [], "negative_interests": [], "include_keywords": [], "exclude_keywords": [],
+         "seed_papers": [], "max_papers": 10, "frequency": "daily", "timezone": "UTC", **r,
+         "status": status.value, "link_key": new_link_key(), "created_at": now, "status_changed_at": now,
+         "confirmed_at": now if active else None}
+        for r in rows
+    ]
+    got = insert_ignoring_conflicts(session, SubscriberRow, values,
+                                    returning=(SubscriberRow.id, SubscriberRow.email))
+    return {email: sid for sid, email in got}
+
+
+def update_subscribers(session: Session, rows: Sequence[dict[str, object]]) -> None:
+    """Set already validated column values on stored subscribers, in one executemany: each row holds
+    ``id`` and the columns to change (the others keep their value)."""
+    if rows:
+        session.execute(update(SubscriberRow), list(rows))
+
+
+def iter_subscribers(session: Session, status: SubscriberStatus | None = None,
+                     chunk: int = IN_CHUNK) -> Iterator[Subscriber]:
+    """Every subscriber (with ``status``, when given) in id order, read ``chunk`` rows at a time."""
+    last = 0
+    while True:
+        q = select(SubscriberRow).where(SubscriberRow.id > last).order_by(SubscriberRow.id).limit(chunk)
+        if status is not None:
+            q = q.where(SubscriberRow.status == status.value)
+        rows = list(session.scalars(q))
+        for row in rows:
+            yield row_to_subscriber(row)
+        session.expunge_all()
+        if len(rows) < chunk:
+            return
+        last = rows[-1].id
 
 
 def remove_subscriber(session: Session, email: str) -> None:

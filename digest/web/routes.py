@@ -176,7 +176,8 @@ def confirm_page(token: str, web: Web) -> HTMLResponse:
 
 
 @router.post("/confirm/{token}", response_class=HTMLResponse)
-def confirm(request: Request, token: str, web: Web, csrf_token: Annotated[str, Form()] = "") -> HTMLResponse:
+def confirm(request: Request, token: str, web: Web, background: BackgroundTasks,
+            csrf_token: Annotated[str, Form()] = "") -> HTMLResponse:
     try:
         link = web.signer.verify("confirm", token, max_age=CONFIRM_MAX_AGE)
     except BadToken as e:
@@ -196,7 +197,9 @@ def confirm(request: Request, token: str, web: Web, csrf_token: Annotated[str, F
             return _subscribed(web, link)
         if _stale(link, sub):
             return _stale_page()
-        confirm_subscriber(session, link["subscriber_id"])
+        confirmed = confirm_subscriber(session, link["subscriber_id"])
+    if confirmed is not None:  # the interests they signed up with: cached for their first digest
+        background.add_task(web.embed_interests, [*confirmed.interests, *confirmed.negative_interests])
     return _subscribed(web, link)
 
 
@@ -332,6 +335,7 @@ def preferences_save(
     request: Request,
     token: str,
     web: Web,
+    background: BackgroundTasks,
     interests: Annotated[str, Form()] = "",
     negative_interests: Annotated[str, Form()] = "",
     include_keywords: Annotated[str, Form()] = "",
@@ -376,7 +380,9 @@ def preferences_save(
             sub = update_preferences(session, sid, prefs)
         except SubscriberNotFoundError:
             return bad_link(BadToken("invalid preferences link"))
-        return _preferences_form(web, token, sub, 200, notice="Your preferences are saved.")
+    # After the answer: the interests just written are encoded and cached for the next plan.
+    background.add_task(web.embed_interests, [*sub.interests, *sub.negative_interests])
+    return _preferences_form(web, token, sub, 200, notice="Your preferences are saved.")
 
 
 @router.post("/preferences/{token}/feed", response_class=HTMLResponse)
