@@ -342,6 +342,8 @@ class DaySummary:
     suppressed: int = 0
     retried: int = 0
     pending: int = 0
+    task_runner: str = "thread"  # where the batch tasks ran: "thread", "dask (2 workers)" (flows/runners.py)
+    send_processes: int = 0  # how many processes ran the send tasks (Dask workers, or the flow's own)
 
     def rows(self) -> list[tuple[str, object]]:
         return [(k.replace("_", " "), v) for k, v in self.__dict__.items() if k != "day"]
