@@ -30,7 +30,7 @@ def _dask_runner(settings: Settings) -> TaskRunner[Any]:
         return DaskTaskRunner(address=settings.dask_address)
     return DaskTaskRunner(cluster_kwargs={
         "n_workers": settings.dask_workers, "threads_per_worker": 1, "processes": True,
-        "host": "127.0.0.1", "dashboard_address": None, "silence_logs": logging.ERROR,
+        "host": "127.0.0.1", "dashboard_address": ":0", "silence_logs": logging.ERROR,
     })
 
 
