@@ -150,7 +150,7 @@ def runner_name() -> str:
     return runner.describe() if runner is not None else "thread"
 
 
-def _publish(summary: pipeline.DaySummary, warning: str | None = None) -> None:
+def publish(summary: pipeline.DaySummary, warning: str | None = None) -> None:
     log = get_run_logger()
     log.info("digest %s: %s", summary.day, ", ".join(f"{k} {v}" for k, v in summary.rows()))
     markdown = summary.markdown()
@@ -172,12 +172,12 @@ def _no_listing(summary: pipeline.DaySummary) -> pipeline.DaySummary | State:
     weekday = summary.day.strftime("%A")
     if summary.day.weekday() >= 5:
         summary.listing = f"no listing ({weekday}, as usual at weekends)"
-        _publish(summary)
+        publish(summary)
         return summary
     message = (f"no listing on a weekday ({weekday} {summary.day.isoformat()}): Hugging Face lists papers "
                f"every weekday, check the source (DIGEST_HF_BASE_URL) and run again")
     summary.listing = f"no listing on a weekday ({weekday}): suspicious"
-    _publish(summary, message)
+    publish(summary, message)
     return Completed(name=NO_LISTING, message=message, data=summary)
 
 
@@ -206,5 +206,5 @@ def daily_digest(day: date | None = None, listing_file: str | None = None,
     summary.deliveries_planned, summary.deliveries_skipped = planned.planned, planned.skipped
     if send:
         add_reports(summary, send_planned(s, day))
-    _publish(summary)
+    publish(summary)
     return summary

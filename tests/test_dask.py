@@ -57,3 +57,30 @@ def test_daily_flow_sends_on_a_local_dask_cluster(prefect_harness: None, monkeyp
     assert smtp.connections == 2, "two slices, one connection each (2 connections over 2 workers)"
     assert summary.send_processes == 2, "each slice ran in a worker process of its own"
     assert "| task runner | dask (2 workers) |" in summary.markdown()
+
+
+def test_backfill_embeds_on_a_local_dask_cluster(prefect_harness: None, monkeypatch: pytest.MonkeyPatch,
+                                                 settings: Settings, hf_server: HfScript) -> None:
+    """A backfill's embedding runs as tasks on a Dask worker (one, to load the model once), one per date, while
+    the flow fetches the next date; every stored paper gets its vector."""
+    from sqlalchemy import func, select
+
+    from digest.store.tables import PaperEmbeddingRow
+
+    days = [date(2025, 6, 19), date(2025, 6, 20)]
+    chunks = {days[0].isoformat(): SOURCE[:3], days[1].isoformat(): SOURCE[3:5]}
+    hf_server.routes["/api/daily_papers"] = lambda q: (200, {}, items_for(date.fromisoformat(q["date"][0]),
+                                                                          chunks[q["date"][0]]))
+    for k, v in {"DIGEST_DATABASE_URL": settings.database_url, "DIGEST_HF_BASE_URL": hf_server.base,
+                 "DIGEST_HTTP_MAX_ATTEMPTS": "1", "DIGEST_BACKFILL_MIN_INTERVAL": "0",
+                 "DIGEST_TASK_RUNNER": "dask", "DIGEST_DASK_WORKERS": "1"}.items():
+        monkeypatch.setenv(k, v)
+
+    from flows.backfill import backfill
+
+    results = backfill(start=days[0], end=days[1])
+    assert [(r.status, r.new, r.embedded) for r in results] == [("stored", 3, 3), ("stored", 2, 2)]
+    engine = pipeline.open_store(Settings())
+    with session_factory(engine)() as sess:
+        assert sess.scalar(select(func.count()).select_from(PaperEmbeddingRow)) == 5
+    engine.dispose()
