@@ -628,6 +628,28 @@ def serve(
 
 @app.command()
 @friendly
+def deploy(
+    prefect_file: Annotated[Path, typer.Option("--prefect-file", help="The deployments file.")] = Path(
+        "deploy/prefect.yaml"),
+    pool: Annotated[str | None, typer.Option("--pool", help="Work pool (default: the file's, digest-pool).")] = None,
+    home: Annotated[Path | None, typer.Option(
+        "--home", help="Where the workers run the flows from (DIGEST_HOME; default: this repository).")] = None,
+) -> None:
+    """Register the deployments of deploy/prefect.yaml with the Prefect API (PREFECT_API_URL) for a work
+    pool, the daily schedule from DIGEST_SCHEDULE_CRON and DIGEST_TIMEZONE, as `digest serve` reads them."""
+    from flows.deployments import prefect_deploy
+
+    s = settings()
+    done = prefect_deploy(s, prefect_file, pool=pool, home=home)
+    if done.returncode != 0:
+        lines = [ln.strip() for ln in (done.stderr + done.stdout).splitlines() if ln.strip()]
+        raise fail(f"prefect deploy failed: {lines[-1] if lines else done.returncode}", EXIT_USER_ERROR)
+    out.print(f"deployed daily-digest ({s.schedule_cron}, {s.timezone}) and backfill from {prefect_file}"
+              + (f" to work pool {pool}" if pool else ""), highlight=False, soft_wrap=True)
+
+
+@app.command()
+@friendly
 def demo(
     workdir: Annotated[Path, typer.Option("--dir", help="Where the demo database and outbox/ go.")] = Path("."),
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs too.")] = False,

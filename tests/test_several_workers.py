@@ -1,6 +1,7 @@
 """Several Prefect workers on one outbox: two `digest run` of one date started at once, in two processes, on
 one PostgreSQL database (the session's server, tests/pg_server.py) and one Prefect server, as two workers
-of a work pool would run them. Every subscriber gets exactly one mail (the real SMTP test server)."""
+of a work pool would run them. Every subscriber gets exactly one mail (the real SMTP test server). And
+`digest deploy` registers deploy/prefect.yaml for a work pool with the schedule of the settings."""
 
 from __future__ import annotations
 
@@ -27,9 +28,7 @@ from digest.store.tables import DeliveryRow
 from .builders import API_2025_06_05, ROOT, SECRET, HfScript, items_for
 from .smtp_server import SmtpTestServer
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgresql)],
-                                      indirect=True)]
+pytestmark = pytest.mark.slow
 SOURCE: list[dict[str, Any]] = json.loads(API_2025_06_05.read_text())
 DIGEST = Path(sys.executable).parent / "digest"
 DAY = date(2025, 6, 5)
@@ -47,6 +46,7 @@ def prefect_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             yield api.url
 
 
+@pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgresql)], indirect=True)
 def test_two_runs_of_one_date_at_once_mail_everyone_once(prefect_url: str, settings: Settings,
                                                          hf_server: HfScript, smtp: SmtpTestServer) -> None:
     """40 subscribers; both runs fetch, store, embed and plan the same day at the same time, then send in
@@ -92,3 +92,42 @@ def test_two_runs_of_one_date_at_once_mail_everyone_once(prefect_url: str, setti
     engine.dispose()
     assert len(rows) == n and {status for status, _ in rows} == {"sent"}
     assert {m.message_id for m in smtp.messages} == {mid for _, mid in rows}
+
+
+def test_digest_deploy_takes_the_schedule_from_the_settings(prefect_url: str, tmp_path: Path) -> None:
+    """The settings `digest serve` reads (here a .env file in the working directory) give the schedule of
+    deploy/prefect.yaml's daily deployment, registered for its work pool with the repository as the
+    workers' working directory."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.client.schemas.schedules import CronSchedule
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    (tmp_path / ".env").write_text('DIGEST_SCHEDULE_CRON="30 6 * * 1-5"\nDIGEST_TIMEZONE=Europe/Berlin\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DIGEST_", "PREFECT_API"))} | {
+        "PREFECT_API_URL": prefect_url}
+
+    async def pool() -> None:
+        async with get_client() as client:
+            await client.create_work_pool(WorkPoolCreate(name="digest-pool", type="process"), overwrite=True)
+
+    async def read() -> list[Any]:
+        async with get_client() as client:
+            return [await client.read_deployment_by_name(f"{f}/{f}") for f in ("daily-digest", "backfill")]
+
+    with temporary_settings({PREFECT_API_URL: prefect_url}):
+        asyncio.run(pool())
+        done = subprocess.run([str(DIGEST), "deploy", "--prefect-file", str(ROOT / "deploy" / "prefect.yaml")],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "daily-digest (30 6 * * 1-5, Europe/Berlin)" in done.stdout
+        daily, back = asyncio.run(read())
+    [sched] = daily.schedules
+    assert isinstance(sched.schedule, CronSchedule)
+    assert (sched.schedule.cron, sched.schedule.timezone) == ("30 6 * * 1-5", "Europe/Berlin")
+    assert daily.work_pool_name == back.work_pool_name == "digest-pool" and back.schedules == []
+    assert daily.entrypoint == "flows/daily.py:daily_digest"
+    assert daily.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}]
+    assert daily.global_concurrency_limit is not None and daily.global_concurrency_limit.limit == 1
