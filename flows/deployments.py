@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import serve
+from prefect.deployments.runner import EntrypointType
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.schedules import Cron, Interval, Schedule
 
@@ -32,6 +33,9 @@ def daily_schedule(settings: Settings) -> Schedule:
 
 
 def deployments(settings: Settings) -> list[Any]:
+    """The two deployments. Their entrypoints are module paths (``flows.daily:daily_digest``), not file
+    paths: a flow loaded from a file path lives in a module named ``daily`` that a Dask worker cannot
+    import, and its tasks could not be sent there."""
     one_at_a_time = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
     return [
         daily_digest.to_deployment(
@@ -39,8 +43,10 @@ def deployments(settings: Settings) -> list[Any]:
             schedules=[daily_schedule(settings)],
             concurrency_limit=one_at_a_time,
             description="The day's digest for every active subscriber.",
+            entrypoint_type=EntrypointType.MODULE_PATH,
         ),
-        backfill.to_deployment(name="backfill", description="Replay past dates (run by hand)."),
+        backfill.to_deployment(name="backfill", description="Replay past dates (run by hand).",
+                               entrypoint_type=EntrypointType.MODULE_PATH),
     ]
 
 

@@ -128,6 +128,6 @@ def test_digest_deploy_takes_the_schedule_from_the_settings(prefect_url: str, tm
     assert isinstance(sched.schedule, CronSchedule)
     assert (sched.schedule.cron, sched.schedule.timezone) == ("30 6 * * 1-5", "Europe/Berlin")
     assert daily.work_pool_name == back.work_pool_name == "digest-pool" and back.schedules == []
-    assert daily.entrypoint == "flows/daily.py:daily_digest"
+    assert daily.entrypoint == "flows.daily:daily_digest" and back.entrypoint == "flows.backfill:backfill"
     assert daily.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}]
     assert daily.global_concurrency_limit is not None and daily.global_concurrency_limit.limit == 1
