@@ -714,32 +714,36 @@ def backfill(
     send: Annotated[bool, typer.Option("--send", help="Plan and send catch-up digests too.")] = False,
     preview_dir: Annotated[Path | None, typer.Option("--preview", help="Write each digest as HTML here.")] = None,
     refresh: Annotated[bool, typer.Option("--refresh", help="Fetch dates already stored again.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs and tracebacks too.")] = False,
 ) -> None:
-    """Fetch, store and embed every date from START to END (throttled, resumable)."""
-    from rich.progress import Progress
+    """Fetch, store and embed every date from START to END (throttled, resumable).
 
-    from digest.send import send_day
+    Runs the Prefect flow backfill, on the daily flow's tasks: with --send each
+    date is planned and sent as `digest run` would."""
+    from flows.backfill import backfill as backfill_flow
     from flows.backfill import dates_between
+    from flows.prefect_api import PrefectApiError, prefect_api
 
-    s = settings()
-    engine = pipeline.open_store(s)
-    days = dates_between(parse_day(start), parse_day(end))  # type: ignore[arg-type]
+    first, last = parse_day(start), parse_day(end)
+    dates_between(first, last)  # type: ignore[arg-type]  # an empty range: one line, before Prefect starts
+    quiet_prefect(verbose)
+    try:
+        with prefect_api(scheduler=False):
+            state = backfill_flow(start=first, end=last, send=send, refresh=refresh,  # type: ignore[arg-type]
+                                  preview_dir=str(preview_dir) if preview_dir else None, return_state=True)
+    except PrefectApiError as e:
+        raise fail(e, EXIT_USER_ERROR) from None
+    value = state.result(raise_on_failure=False)
+    if not state.is_completed():
+        if isinstance(value, BaseException):
+            raise fail(value, exit_code_for(value)) from None
+        raise fail(f"the backfill ended {state.name}: {state.message}", EXIT_FAILED)
     t = Table(title=f"Backfill {start} to {end}")
-    for col in ("date", "status", "fetched", "new", "embedded", "previews", "sent"):
+    for col in ("date", "status", "fetched", "new", "embedded", "previews", "planned", "sent"):
         t.add_column(col)
-    with Progress(console=err, transient=True) as progress:
-        bar = progress.add_task("backfill", total=len(days))
-        for d in days:
-            progress.update(bar, description=f"{d}")
-            r = pipeline.backfill_day(engine, s, d, refresh=refresh)
-            previews = sent = ""
-            if r.status != "empty" and preview_dir is not None:
-                previews = str(len(pipeline.preview(engine, s, d, preview_dir)))
-            if send:  # an empty day: only the weekly digests due (they cover a week)
-                pipeline.plan(engine, s, d, empty_day=r.status == "empty")
-                sent = str(send_day(engine, s, d).sent)
-            t.add_row(d.isoformat(), r.status, str(r.fetched), str(r.new), str(r.embedded), previews, sent)
-            progress.advance(bar)
+    for r in value:
+        t.add_row(r.day.isoformat(), r.status, str(r.fetched), str(r.new), str(r.embedded),
+                  str(r.previews) if preview_dir else "", str(r.planned) if send else "", str(r.sent) if send else "")
     out.print(t)
 
 
@@ -766,6 +770,28 @@ def serve(
         serve_forever(s, say=lambda line: out.print(line, highlight=False, soft_wrap=True))
     except PrefectApiError as e:
         raise fail(e, EXIT_USER_ERROR) from None
+
+
+@app.command()
+@friendly
+def deploy(
+    prefect_file: Annotated[Path, typer.Option("--prefect-file", help="The deployments file.")] = Path(
+        "deploy/prefect.yaml"),
+    pool: Annotated[str | None, typer.Option("--pool", help="Work pool (default: the file's, digest-pool).")] = None,
+    home: Annotated[Path | None, typer.Option(
+        "--home", help="Where the workers run the flows from (DIGEST_HOME; default: this repository).")] = None,
+) -> None:
+    """Register the deployments of deploy/prefect.yaml with the Prefect API (PREFECT_API_URL) for a work
+    pool, the daily schedule from DIGEST_SCHEDULE_CRON and DIGEST_TIMEZONE, as `digest serve` reads them."""
+    from flows.deployments import prefect_deploy
+
+    s = settings()
+    done = prefect_deploy(s, prefect_file, pool=pool, home=home)
+    if done.returncode != 0:
+        lines = [ln.strip() for ln in (done.stderr + done.stdout).splitlines() if ln.strip()]
+        raise fail(f"prefect deploy failed: {lines[-1] if lines else done.returncode}", EXIT_USER_ERROR)
+    out.print(f"deployed daily-digest ({s.schedule_cron}, {s.timezone}) and backfill from {prefect_file}"
+              + (f" to work pool {pool}" if pool else ""), highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -150,7 +150,20 @@ class Settings(BaseSettings):
         description="The daily run fetches again the days before its digest day, back to the last day that "
         "had a listing (late additions), at most this many days (4 covers a long weekend); 0: never.",
     )
-    flow_send_batch: int = Field(2000, ge=1, description="Deliveries per Prefect send task.")
+    flow_send_batch: int = Field(2000, ge=1, description="Deliveries per Prefect send task (at most).")
+    task_runner: Literal["thread", "dask"] = Field(
+        "thread",
+        description="Where the flows' batch tasks run (send batches; embedding in a backfill): `thread`, threads "
+        "of the flow's process; `dask`, a Dask cluster through prefect-dask (`dask_address`, or a temporary "
+        "local cluster of `dask_workers` processes).",
+    )
+    dask_address: str | None = Field(
+        None, description="Scheduler of an existing Dask cluster, e.g. tcp://10.0.0.5:8786 (task_runner=dask)."
+    )
+    dask_workers: int = Field(
+        2, ge=1, le=256,
+        description="Worker processes of the temporary local Dask cluster, when `dask_address` is unset.",
+    )
     lag_days: int = Field(
         1, ge=0, le=7,
         description="The scheduled run mails the digest of listing day today - lag_days in `timezone` "

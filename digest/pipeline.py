@@ -383,30 +383,30 @@ _backfill_spacer = _Spacer()
 
 @dataclass(frozen=True)
 class BackfillDay:
+    """What a backfill did for one date (``flows/backfill.py``)."""
+
     day: date
     status: str  # "stored", "skipped (already stored)", "empty"
     fetched: int = 0
     new: int = 0
     embedded: int = 0
+    previews: int = 0
+    planned: int = 0
+    sent: int = 0
 
 
-def backfill_day(engine: Engine, settings: Settings, day: date, *, refresh: bool = False,
-                 embedder: Embedder | None = None) -> BackfillDay:
-    """Fetch, store and embed one past date. Resumable: a date already in the store is skipped (no
-    request) unless ``refresh``. A listing that does not parse raises, as in the daily run."""
+def is_stored(engine: Engine, day: date) -> bool:
+    """Whether listing day ``day`` has papers in the store: a backfill skips it (resumable)."""
     from digest.store.papers import count_papers
 
-    if not refresh:
-        with session_factory(engine)() as session:
-            if count_papers(session, day):
-                return BackfillDay(day, "skipped (already stored)")
+    with session_factory(engine)() as session:
+        return bool(count_papers(session, day))
+
+
+def backfill_throttle(settings: Settings) -> None:
+    """Wait until the backfill may send its next listing request: requests are spaced by at least
+    ``backfill_min_interval`` seconds, process-wide."""
     _backfill_spacer.wait(settings.backfill_min_interval)
-    listing = fetch(settings, day)
-    if listing.is_empty:
-        return BackfillDay(day, "empty")
-    stored = store(engine, listing)
-    n = embed(engine, settings, day, day, embedder=embedder)
-    return BackfillDay(day, "stored", stored.fetched, stored.report.new, n)
 
 
 def refetch_days(day: date, last_listed: date | None, max_days: int) -> list[date]:
@@ -477,6 +477,8 @@ class DaySummary:
     suppressed: int = 0
     retried: int = 0
     pending: int = 0
+    task_runner: str = "thread"  # where the batch tasks ran: "thread", "dask (2 workers)" (flows/runners.py)
+    send_processes: int = 0  # how many processes ran the send tasks (Dask workers, or the flow's own)
 
     def rows(self) -> list[tuple[str, object]]:
         return [(k.replace("_", " "), v) for k, v in self.__dict__.items() if k != "day"]

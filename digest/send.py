@@ -24,6 +24,10 @@ Guarantees (DESIGN.md, "Delivery guarantees"):
   when the server cannot be reached at all (``TransientSendError.unreachable``): then every attempt
   counts. Both end with the next accepted message. An address that cannot travel (non-ASCII) fails alone and never counts.
 - A planned digest whose subscriber is no longer active when it is claimed is skipped, not sent.
+
+``limit`` bounds one call to that many claimed rows (a retried row claimed again counts again): a bounded
+slice of the outbox, as a Dask task sends it (flows/daily.py). The call stops claiming once it has spent
+its budget and leaves the rest planned for other senders; everything above holds for what it claimed.
 """
 
 from __future__ import annotations
@@ -332,7 +336,7 @@ class _Sent:
 class _Run:
     def __init__(self, engine: Engine, settings: Settings, day: date | None, kind: DeliveryKind,
                  ids: list[int] | None, signer: LinkSigner, transport_factory: Callable[[], Transport],
-                 patient: bool = True) -> None:
+                 patient: bool = True, limit: int | None = None) -> None:
         self.sessions = session_factory(engine)
         self.settings = settings
         self.day = day
@@ -340,6 +344,7 @@ class _Run:
         self.ids = ids
         self.transport_factory = transport_factory
         self.patient = patient  # wait for rows whose retry is due later (until the deadline)
+        self.budget = limit  # rows this run may still claim (None: no bound)
         self.composer = _Composer(settings, signer, self.sessions)
         self.leases = _Leases(self.sessions, settings.send_lease_seconds)
         self.report = SendReport(day)
@@ -491,11 +496,31 @@ class _Run:
 
     # -- a worker: one connection --
 
+    def _take(self) -> int:
+        """How many rows the next claim may take: the batch size, within what is left of the budget
+        (reserved here; ``_claim`` gives back what it did not get)."""
+        take = self.settings.send_batch_size
+        if self.budget is None:
+            return take
+        with self.lock:
+            take = max(0, min(take, self.budget))
+            self.budget -= take
+        return take
+
+    def spent(self) -> bool:
+        with self.lock:
+            return self.budget is not None and self.budget <= 0
+
     def _claim(self, sent: _Sent) -> outbox.Batch:
+        take = self._take()
+        if not take:
+            return outbox.Batch("")
         with self.sessions.begin() as s:  # the group waiting to be recorded goes in the same commit
             sent.flush(s)
-            batch = outbox.claim_batch(s, self.day, self.settings.send_batch_size, self.kind, self.ids,
-                                       self.excluded)
+            batch = outbox.claim_batch(s, self.day, take, self.kind, self.ids, self.excluded)
+        if self.budget is not None and len(batch) < take:
+            with self.lock:
+                self.budget += take - len(batch)
         if batch.skipped:
             with self.lock:
                 self.report.skipped += batch.skipped
@@ -567,7 +592,7 @@ class _Run:
                         self._send_batch(transport, batch, sent)
                         continue
                     sent.flush()
-                    if not self._wait():
+                    if self.spent() or not self._wait():
                         return
             finally:
                 sent.flush()
@@ -581,10 +606,13 @@ def send_day(
     signer: LinkSigner | None = None,
     transport_factory: Callable[[], Transport] | None = None,
     connections: int | None = None,
+    limit: int | None = None,
 ) -> SendReport:
     """Send every planned digest of ``day`` over ``connections`` SMTP connections in total (default
-    ``smtp_connections``). Safe to run again, and alongside another sender."""
-    return _send(engine, settings, day, DeliveryKind.digest, None, signer, transport_factory, True, connections)
+    ``smtp_connections``), or at most ``limit`` of them (claimed rows; the rest stays planned). Safe to run
+    again, and alongside another sender."""
+    return _send(engine, settings, day, DeliveryKind.digest, None, signer, transport_factory, True, connections,
+                 limit)
 
 
 def send_confirmations(
@@ -603,9 +631,11 @@ def send_confirmations(
 
 def _send(engine: Engine, settings: Settings, day: date | None, kind: DeliveryKind, ids: list[int] | None,
           signer: LinkSigner | None, transport_factory: Callable[[], Transport] | None,
-          patient: bool = True, connections: int | None = None) -> SendReport:
+          patient: bool = True, connections: int | None = None, limit: int | None = None) -> SendReport:
+    if limit is not None and limit < 1:
+        raise ValueError(f"a send limit must be at least 1, not {limit}")
     run = _Run(engine, settings, day, kind, ids, signer or LinkSigner.from_settings(settings),
-               transport_factory or (lambda: make_transport(settings)), patient)
+               transport_factory or (lambda: make_transport(settings)), patient, limit)
     lease = timedelta(seconds=settings.send_lease_seconds)
     with run.sessions.begin() as s:
         run.report.resent = outbox.release_expired(s, day, lease, kind)

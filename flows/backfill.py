@@ -1,18 +1,36 @@
-"""The operator's backfill over past dates: fetch, store and embed each date, throttled and resumable;
-optionally previews (HTML files) or catch-up digests (plan + send)."""
+"""The operator's backfill over past dates, on the daily flow's own tasks (``flows/daily.py``): each date is
+fetched (throttled), stored and embedded as a day of ``daily-digest`` is; with ``send`` it is planned and
+sent by the same send step, and its summary published as the daily run's. Resumable: a date already
+stored is not fetched again (unless ``refresh``). Embedding is submitted to the flow's task runner (a Dask
+worker with ``DIGEST_TASK_RUNNER=dask``), so it overlaps with fetching the next dates."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
 
 from digest import pipeline
-from digest.send import send_day
 from digest.config import Settings, get_settings
 from flows.common import engine_for
+from flows.daily import (
+    add_reports,
+    embed_papers,
+    fetch_listing,
+    plan_deliveries,
+    publish,
+    runner_name,
+    send_planned,
+    store_listing,
+    weekly_due,
+)
+from flows.runners import ConfiguredTaskRunner
+
+SKIPPED = "skipped (already stored)"
 
 
 def dates_between(start: date, end: date) -> list[date]:
@@ -22,40 +40,64 @@ def dates_between(start: date, end: date) -> list[date]:
 
 
 @task(cache_policy=NO_CACHE)
-def backfill_date(s: Settings, day: date, refresh: bool) -> pipeline.BackfillDay:
-    return pipeline.backfill_day(engine_for(s), s, day, refresh=refresh)
-
-
-@task(cache_policy=NO_CACHE)
 def preview_date(s: Settings, day: date, out_dir: str) -> int:
     return len(pipeline.preview(engine_for(s), s, day, out_dir))
 
 
-@task(cache_policy=NO_CACHE)
-def plan_and_send(s: Settings, day: date, empty_day: bool = False) -> tuple[int, int]:
-    engine = engine_for(s)
-    planned = pipeline.plan(engine, s, day, empty_day=empty_day)
-    return planned.planned, send_day(engine, s, day).sent
+def _send_day(s: Settings, day: date, r: pipeline.BackfillDay, empty_day: bool = False) -> pipeline.BackfillDay:
+    """Plan and send ``day`` as ``daily-digest`` does (same tasks, same send step, same summary).
+    ``empty_day``: only the weekly digests due (they cover a week)."""
+    planned = plan_deliveries(s, day, empty_day)
+    summary = pipeline.DaySummary(day, task_runner=runner_name(), papers_fetched=r.fetched, papers_new=r.new,
+                                  papers_embedded=r.embedded + planned.embedded,
+                                  deliveries_planned=planned.planned, deliveries_skipped=planned.skipped)
+    add_reports(summary, send_planned(s, day))
+    publish(summary)
+    return replace(r, planned=planned.planned, sent=summary.sent)
 
 
-@flow(name="backfill")
+@flow(name="backfill", task_runner=ConfiguredTaskRunner())
 def backfill(start: date, end: date, send: bool = False, refresh: bool = False,
              preview_dir: str | None = None) -> list[pipeline.BackfillDay]:
-    """Every date in ``[start, end]``: stored dates are skipped unless ``refresh``; requests are spaced
-    by ``backfill_min_interval``. ``send=False`` plans nothing."""
+    """Every date in ``[start, end]``: stored dates are skipped unless ``refresh``; listing requests are
+    spaced by ``backfill_min_interval``. ``preview_dir``: each newly stored date's digests as HTML files.
+    ``send=False`` plans nothing."""
     log = get_run_logger()
     s = get_settings()
-    results = []
+    engine = engine_for(s)
+    results: list[pipeline.BackfillDay] = []
+    embedding: dict[date, PrefectFuture[int]] = {}
+
+    def embedded(r: pipeline.BackfillDay) -> pipeline.BackfillDay:
+        future = embedding.pop(r.day, None)
+        return replace(r, embedded=future.result()) if future is not None else r
+
     for day in dates_between(start, end):
-        result = backfill_date(s, day, refresh)
-        results.append(result)
-        log.info("%s: %s (%d new, %d embedded)", day, result.status, result.new, result.embedded)
-        if result.status == "stored" and preview_dir:
-            preview_date(s, day, preview_dir)
-        if send:  # an empty day: only the weekly digests due (they cover a week)
-            planned, sent = plan_and_send(s, day, result.status == "empty")
-            log.info("%s: planned %d, sent %d", day, planned, sent)
-    table = "\n".join(f"| {r.day} | {r.status} | {r.fetched} | {r.new} | {r.embedded} |" for r in results)
-    create_markdown_artifact(markdown="| date | status | fetched | new | embedded |\n|---|---|---|---|---|\n" + table,
-                             key="backfill", description=f"Backfill {start} to {end}")
+        if not refresh and pipeline.is_stored(engine, day):
+            r = pipeline.BackfillDay(day, SKIPPED)
+        else:
+            pipeline.backfill_throttle(s)
+            listing = fetch_listing(s, day, None)  # raises on a listing that does not parse
+            if listing.is_empty:
+                r = pipeline.BackfillDay(day, "empty")
+            else:
+                stored = store_listing(s, listing)
+                embedding[day] = embed_papers.submit(s, day)
+                r = pipeline.BackfillDay(day, "stored", stored.fetched, stored.report.new)
+        if r.status == "stored" and preview_dir:
+            r = embedded(r)
+            r = replace(r, previews=preview_date(s, day, preview_dir))
+        if send and (r.status != "empty" or weekly_due(s, day)):  # an empty day: the weekly digests due
+            r = _send_day(s, day, embedded(r), empty_day=r.status == "empty")
+        results.append(r)
+    results = [embedded(r) for r in results]
+    for r in results:
+        log.info("%s: %s (%d new, %d embedded, %d previews, %d planned, %d sent)", r.day, r.status, r.new,
+                 r.embedded, r.previews, r.planned, r.sent)
+    rows = "\n".join(f"| {r.day} | {r.status} | {r.fetched} | {r.new} | {r.embedded} | {r.previews} | {r.planned} "
+                     f"| {r.sent} |" for r in results)
+    create_markdown_artifact(
+        markdown=f"Task runner: {runner_name()}\n\n| date | status | fetched | new | embedded | previews | planned "
+                 "| sent |\n|---|---|---|---|---|---|---|---|\n" + rows,
+        key="backfill", description=f"Backfill {start} to {end}")
     return results

@@ -1,10 +1,15 @@
 """The daily digest flow: fetch -> store -> embed -> plan -> send in batches -> summary.
 
-Thin: every task calls one function of ``digest``. Tasks work on batches, never one task per mail."""
+Thin: every task calls one function of ``digest``. Tasks work on batches, never one task per mail. The
+send batches are submitted to the flow's task runner (``flows/runners.py``: threads, or a Dask cluster
+when ``DIGEST_TASK_RUNNER=dask``); the backfill (``flows/backfill.py``) runs the same tasks per date."""
 
 from __future__ import annotations
 
 import math
+import os
+import socket
+from dataclasses import dataclass
 from datetime import date
 
 from prefect import flow, get_run_logger, task
@@ -19,7 +24,8 @@ from digest.models import Listing
 from digest.send import SendReport, send_day, settle_leases
 from digest.sources import FetchError, HostNotFoundError
 from digest.config import Settings, get_settings
-from flows.common import engine_for
+from flows.common import engine_for, unsent
+from flows.runners import ConfiguredTaskRunner, current_runner
 
 
 def _network_error(task, task_run, state) -> bool:  # type: ignore[no-untyped-def]
@@ -68,11 +74,19 @@ def weekly_due(s: Settings, day: date) -> int:
     return pipeline.weekly_due(engine_for(s), day)
 
 
+@dataclass(frozen=True)
+class SentSlice:
+    report: SendReport
+    process: str  # "host:pid" of the process that ran the task (a Dask worker's, or the flow's own)
+
+
 @task(cache_policy=NO_CACHE)
-def send_batch(s: Settings, day: date, connections: int) -> SendReport:
+def send_batch(s: Settings, day: date, connections: int, limit: int | None = None) -> SentSlice:
     """One sender with ``connections`` SMTP connections: claims batches of the day's planned rows until
-    none are left. Several run at once safely (compare-and-set claims)."""
-    return send_day(engine_for(s), s, day, connections=connections)
+    none are left, or until it has claimed ``limit`` (a bounded slice of the outbox). Several run at once
+    safely, in one process or on several machines (compare-and-set claims, SKIP LOCKED on PostgreSQL)."""
+    report = send_day(engine_for(s), s, day, connections=connections, limit=limit)
+    return SentSlice(report, f"{socket.gethostname()}:{os.getpid()}")
 
 
 @task(cache_policy=NO_CACHE)
@@ -89,7 +103,60 @@ def connection_shares(connections: int, planned: int, per_task: int) -> list[int
     return [connections // tasks + (1 if i < connections % tasks else 0) for i in range(tasks)]
 
 
-def _publish(summary: pipeline.DaySummary, warning: str | None = None) -> None:
+def slice_sizes(rows: int, slots: int, per_task: int) -> list[int]:
+    """``rows`` planned deliveries cut into bounded slices, one task each: at least one per slot (so every
+    Dask worker gets work), at most ``per_task`` rows each, as even as possible."""
+    if rows <= 0:
+        return []
+    tasks = min(rows, max(slots, math.ceil(rows / per_task)))
+    return [rows // tasks + (1 if i < rows % tasks else 0) for i in range(tasks)]
+
+
+def send_planned(s: Settings, day: date) -> tuple[list[SendReport], int]:
+    """The send step of a day, in a flow run: the day's planned deliveries sent by tasks on the flow's task
+    runner, then what another sender still holds (``send_leased``, last). Threads: one task per
+    ``flow_send_batch`` rows, at most one per connection, ``smtp_connections`` in total. Dask: bounded
+    slices (``slice_sizes``), each task with its share of the connections, and one more unbounded task if
+    retries spent a slice's budget before its rows were sent. Returns the reports and how many processes
+    ran send tasks."""
+    connections = s.smtp_connections if s.smtp_host else 1
+    runner = current_runner()
+    done: list[SentSlice] = []
+    rows = unsent(s, day)
+    if runner is not None and runner.is_dask:
+        if rows:
+            slots = runner.slots()
+            each = max(1, connections // slots)
+            futures = [send_batch.submit(s, day, each, size) for size in slice_sizes(rows, slots, s.flow_send_batch)]
+            done = [f.result() for f in futures]
+            if unsent(s, day):
+                done.append(send_batch.submit(s, day, each).result())
+    else:
+        futures = [send_batch.submit(s, day, n) for n in connection_shares(connections, rows, s.flow_send_batch)]
+        done = [f.result() for f in futures]
+    reports = [d.report for d in done]
+    reports.append(send_leased(s, day))  # after every sender of this run: what is left is another's
+    return reports, len({d.process for d in done})
+
+
+def add_reports(summary: pipeline.DaySummary, sent: tuple[list[SendReport], int]) -> None:
+    reports, summary.send_processes = sent
+    for report in reports:
+        summary.sent += report.sent
+        summary.failed += report.failed
+        summary.resent += report.resent
+        summary.suppressed += report.suppressed
+        summary.retried += report.retried
+    if reports:
+        summary.pending = reports[-1].pending
+
+
+def runner_name() -> str:
+    runner = current_runner()
+    return runner.describe() if runner is not None else "thread"
+
+
+def publish(summary: pipeline.DaySummary, warning: str | None = None) -> None:
     log = get_run_logger()
     log.info("digest %s: %s", summary.day, ", ".join(f"{k} {v}" for k, v in summary.rows()))
     markdown = summary.markdown()
@@ -111,16 +178,16 @@ def _no_listing(summary: pipeline.DaySummary) -> pipeline.DaySummary | State:
     weekday = summary.day.strftime("%A")
     if summary.day.weekday() >= 5:
         summary.listing = f"no listing ({weekday}, as usual at weekends)"
-        _publish(summary)
+        publish(summary)
         return summary
     message = (f"no listing on a weekday ({weekday} {summary.day.isoformat()}): Hugging Face lists papers "
                f"every weekday, check the source (DIGEST_HF_BASE_URL) and run again")
     summary.listing = f"no listing on a weekday ({weekday}): suspicious"
-    _publish(summary, message)
+    publish(summary, message)
     return Completed(name=NO_LISTING, message=message, data=summary)
 
 
-@flow(name="daily-digest", log_prints=True)
+@flow(name="daily-digest", log_prints=True, task_runner=ConfiguredTaskRunner())
 def daily_digest(day: date | None = None, listing_file: str | None = None,
                  send: bool = True) -> pipeline.DaySummary | State:
     """The digest of listing day ``day``. ``day=None``: the scheduled day, ``today - lag_days`` in the
@@ -133,7 +200,7 @@ def daily_digest(day: date | None = None, listing_file: str | None = None,
         day = pipeline.scheduled_day(s)
     listing = fetch_listing(s, day, listing_file)  # raises: the run fails before anything is planned
     day = day or listing.listing_date
-    summary = pipeline.DaySummary(day)
+    summary = pipeline.DaySummary(day, task_runner=runner_name())
     empty = listing.is_empty
     if empty and not weekly_due(s, day):
         return _no_listing(summary)
@@ -148,19 +215,8 @@ def daily_digest(day: date | None = None, listing_file: str | None = None,
     summary.interests_embedded = planned.interests_embedded
     summary.deliveries_planned, summary.deliveries_skipped = planned.planned, planned.skipped
     if send:
-        connections = s.smtp_connections if s.smtp_host else 1
-        shares = connection_shares(connections, planned.planned, s.flow_send_batch)
-        futures = [send_batch.submit(s, day, n) for n in shares]
-        reports = [f.result() for f in futures]
-        reports.append(send_leased(s, day))  # after every sender of this run: what is left is another's
-        for report in reports:
-            summary.sent += report.sent
-            summary.failed += report.failed
-            summary.resent += report.resent
-            summary.suppressed += report.suppressed
-            summary.retried += report.retried
-        summary.pending = reports[-1].pending
+        add_reports(summary, send_planned(s, day))
     if empty:
         return _no_listing(summary)
-    _publish(summary)
+    publish(summary)
     return summary

@@ -137,6 +137,29 @@ def test_backfill_stores_previews_and_resumes(prefect_harness: None, env: FlowEn
     fetched = [e[2]["date"][0] for e in env.hf.log[requests_before:]]
     assert days[0].isoformat() not in fetched, "a stored date is not fetched again"
     assert count(env.engine, PaperRow) == 20 and env.smtp.messages == []
+    # --send: each non-empty date planned and sent by the daily flow's send step, resumed (nothing fetched
+    # again), requests spaced by backfill_min_interval when there are any
+    requests_before = len(env.hf.log)
+    sent = backfill(start=days[0], end=days[2], send=True)
+    assert len(env.hf.log) == requests_before + 1, "only the empty date is asked again"
+    assert [(r.status, r.planned, r.sent) for r in sent] == [
+        ("skipped (already stored)", 2, 2), ("empty", 0, 0), ("skipped (already stored)", 2, 2)]
+    received = sorted(m.rcpt for m in env.smtp.messages)
+    assert received == ["ada@example.org"] * 2 + ["alan@example.org"] * 2
+    again = backfill(start=days[0], end=days[2], send=True)
+    assert [r.sent for r in again] == [0, 0, 0] and len(env.smtp.messages) == 4, "each digest once"
+
+
+def test_backfill_spaces_its_requests(prefect_harness: None, env: FlowEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.backfill import backfill
+
+    monkeypatch.setenv("DIGEST_BACKFILL_MIN_INTERVAL", "0.4")
+    env.hf.routes["/api/daily_papers"] = lambda query: (200, {}, b"[]")
+    results = backfill(start=date(2025, 6, 7), end=date(2025, 6, 9))
+    assert [r.status for r in results] == ["empty"] * 3
+    times = [t for t, path, _, _ in env.hf.log if path == "/api/daily_papers"]
+    # spaced at the client: the server sees each arrival after the request's own set-up, so allow for jitter
+    assert len(times) == 3 and min(b - a for a, b in zip(times, times[1:])) >= 0.3
 
 
 def test_deployments_have_the_schedule(prefect_harness: None) -> None:

@@ -153,6 +153,21 @@ def test_parallel_connections(settings: Settings, smtp: SmtpTestServer) -> None:
     assert smtp.connections == 3
 
 
+
+def test_a_limited_send_takes_a_bounded_slice(settings: Settings, smtp: SmtpTestServer) -> None:
+    """``limit``: at most that many rows claimed (over all connections, batches cut to fit); the rest stays
+    planned, and further slices send it, each mail once."""
+    s = send_settings(settings, smtp, smtp_connections=2, send_batch_size=4)
+    emails, _ = plan(s, 23)
+    engine = pipeline.open_store(s)
+    first = send_day(engine, s, DAY, limit=10)
+    assert (first.sent, first.pending) == (10, 13) and len(smtp.messages) == 10
+    slices = [send_day(engine, s, DAY, limit=10).sent for _ in range(3)]
+    assert slices == [10, 3, 0]
+    assert sorted(m.rcpt for m in smtp.messages) == sorted(emails)
+    with pytest.raises(ValueError, match="at least 1"):
+        send_day(engine, s, DAY, limit=0)
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kill_after", [1, 7, 16])
 def test_kill_9_mid_batch_then_rerun(settings: Settings, smtp: SmtpTestServer, kill_after: int) -> None:
