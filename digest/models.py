@@ -36,8 +36,16 @@ class Paper:
     ai_keywords: tuple[str, ...] = ()
     github_url: str | None = None
     project_url: str | None = None
-    thumbnail_url: str | None = None
-    organization: str | None = None
+    thumbnail_url: str | None = None  # HF's social thumbnail (``thumbnail``), one size for all (digest.render)
+    organization: str | None = None  # the submitting lab's display name ("ByteDance Seed")
+    organization_name: str | None = None  # its Hugging Face name, the handle one follows ("ByteDance-Seed")
+    github_stars: int | None = None  # None: unknown (no repository, or the listing did not say)
+    media_urls: tuple[str, ...] = ()  # what the authors uploaded (images, GIFs, videos), http(s) only
+
+    @property
+    def has_code(self) -> bool:
+        """Whether the listing links a code repository: the "Code" badge (and, later, a ranking filter)."""
+        return bool(self.github_url)
 
     @property
     def content_hash(self) -> str:
@@ -90,6 +98,8 @@ class Subscriber:
     pending_interests: tuple[str, ...] | None = None  # typed at a sign-up waiting for its confirmation
     pending_max_papers: int | None = None
     feed_key: str | None = None  # in the URL of the Atom feed of their picks; None: no feed
+    thumbnails: bool = False  # show each paper's thumbnail image in the HTML part
+    plain_text: bool = False  # send the text part alone (a text/plain mail, no HTML)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +124,9 @@ class Pick:
     rank: int  # 1 = first in the mail
     score: float
     reason: str  # "interest: <text>", "seed paper: <id>", "liked: <id>" or "trending"
+    # The abstract's sentence that matches the interest of ``reason`` best (digest.explain); None when no
+    # interest decided the pick, or no sentence says anything about it.
+    evidence: str | None = None
 
 
 # -- what people type: addresses, names and lists of interests -------------------------------------------

@@ -60,6 +60,8 @@ class Claimed:
     email: str = ""  # the subscriber's address, name and link key when the row was claimed
     name: str | None = None
     link_key: str = ""
+    thumbnails: bool = False  # how the subscriber wants the mail to look, when the row was claimed
+    plain_text: bool = False
 
 
 class Batch(list[Claimed]):
@@ -100,7 +102,8 @@ def plan_deliveries(session: Session, digest_date: date, picks: Mapping[int, Seq
         row = DeliveryRow(
             subscriber_id=subscriber_id, digest_date=digest_date, kind=DeliveryKind.digest.value,
             status=status.value, attempts=0, resends=0, created_at=now, updated_at=now,
-            items=[DeliveryItemRow(rank=p.rank, arxiv_id=p.arxiv_id, score=float(p.score), reason=p.reason)
+            items=[DeliveryItemRow(rank=p.rank, arxiv_id=p.arxiv_id, score=float(p.score), reason=p.reason,
+                                   evidence=p.evidence)
                    for p in sub_picks],
         )
         try:
@@ -182,7 +185,8 @@ def claim_batch(session: Session, digest_date: date | None, limit: int,
     is no longer active (unsubscribed or suppressed after planning) is marked ``skipped``, not claimed."""
     due = _due(kind, digest_date, ids, exclude)
     candidates = (
-        select(DeliveryRow.id, SubscriberRow.status, SubscriberRow.email, SubscriberRow.name, SubscriberRow.link_key)
+        select(DeliveryRow.id, SubscriberRow.status, SubscriberRow.email, SubscriberRow.name, SubscriberRow.link_key,
+               SubscriberRow.thumbnails, SubscriberRow.plain_text)
         .join(SubscriberRow, SubscriberRow.id == DeliveryRow.subscriber_id)
         .where(due).order_by(DeliveryRow.id).limit(limit)
     )
@@ -191,12 +195,12 @@ def claim_batch(session: Session, digest_date: date | None, limit: int,
     token = secrets.token_hex(16)
     found = session.execute(candidates).all()
     gone: dict[str, list[int]] = {}
-    live: dict[int, tuple[str, str | None, str]] = {}
-    for delivery_id, status, email, name, link_key in found:
+    live: dict[int, tuple[str, str | None, str, bool, bool]] = {}
+    for delivery_id, status, email, name, link_key, thumbnails, plain_text in found:
         if kind is DeliveryKind.digest and status != SubscriberStatus.active.value:
             gone.setdefault(status, []).append(delivery_id)
         else:
-            live[delivery_id] = (email, name, link_key)
+            live[delivery_id] = (email, name, link_key, bool(thumbnails), bool(plain_text))
     skipped = 0
     now = utcnow()
     for status, delivery_ids in gone.items():
@@ -350,11 +354,11 @@ def items_of_many(session: Session, delivery_ids: Iterable[int]) -> dict[int, li
         return out
     rows = session.execute(
         select(DeliveryItemRow.delivery_id, DeliveryItemRow.arxiv_id, DeliveryItemRow.rank, DeliveryItemRow.score,
-               DeliveryItemRow.reason)
+               DeliveryItemRow.reason, DeliveryItemRow.evidence)
         .where(DeliveryItemRow.delivery_id.in_(ids)).order_by(DeliveryItemRow.delivery_id, DeliveryItemRow.rank)
     )
-    for delivery_id, arxiv_id, rank, score, reason in rows:
-        out[delivery_id].append(Pick(arxiv_id=arxiv_id, rank=rank, score=score, reason=reason))
+    for delivery_id, arxiv_id, rank, score, reason, evidence in rows:
+        out[delivery_id].append(Pick(arxiv_id=arxiv_id, rank=rank, score=score, reason=reason, evidence=evidence))
     return out
 
 
@@ -362,7 +366,7 @@ def items_of(session: Session, delivery_id: int) -> list[Pick]:
     rows = session.scalars(
         select(DeliveryItemRow).where(DeliveryItemRow.delivery_id == delivery_id).order_by(DeliveryItemRow.rank)
     )
-    return [Pick(arxiv_id=r.arxiv_id, rank=r.rank, score=r.score, reason=r.reason) for r in rows]
+    return [Pick(arxiv_id=r.arxiv_id, rank=r.rank, score=r.score, reason=r.reason, evidence=r.evidence) for r in rows]
 
 
 def status_counts(session: Session, digest_date: date | None,

@@ -44,6 +44,8 @@ class Preferences:
     max_papers: int = 10
     frequency: str = "daily"
     seed_papers: Sequence[str] | None = None  # arXiv ids (resolved by digest.seeds); None = unchanged
+    thumbnails: bool = False  # each paper's thumbnail in the HTML part
+    plain_text: bool = False  # the text part alone, no HTML
 
 
 def row_to_subscriber(row: SubscriberRow) -> Subscriber:
@@ -56,6 +58,7 @@ def row_to_subscriber(row: SubscriberRow) -> Subscriber:
         link_key=row.link_key, status_changed_at=row.status_changed_at,
         pending_interests=tuple(row.pending_interests) if row.pending_interests is not None else None,
         pending_max_papers=row.pending_max_papers, feed_key=row.feed_key,
+        thumbnails=bool(row.thumbnails), plain_text=bool(row.plain_text),
     )
 
 
@@ -64,6 +67,12 @@ def _set_status(row: SubscriberRow, status: SubscriberStatus) -> None:
     if row.status != status.value:
         row.status = status.value
         row.status_changed_at = utcnow()
+
+
+def _flag(value: object, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{what} must be true or false, not {value!r}")
+    return value
 
 
 def _apply(row: SubscriberRow, prefs: Preferences) -> None:
@@ -77,6 +86,8 @@ def _apply(row: SubscriberRow, prefs: Preferences) -> None:
         "exclude_keywords": clean_list(prefs.exclude_keywords, "exclude keywords"),
         "max_papers": check_max_papers(prefs.max_papers),
         "frequency": prefs.frequency,
+        "thumbnails": _flag(prefs.thumbnails, "thumbnails"),
+        "plain_text": _flag(prefs.plain_text, "plain text"),
     }
     if prefs.seed_papers is not None:
         values["seed_papers"] = clean_list([normalise_arxiv_id(a) for a in prefs.seed_papers], "seed papers")
@@ -96,6 +107,8 @@ def add_subscriber(
     seed_papers: Sequence[str] = (),
     max_papers: int = 10,
     status: SubscriberStatus = SubscriberStatus.active,
+    thumbnails: bool = False,
+    plain_text: bool = False,
 ) -> Subscriber:
     """Validate and store a subscriber. Raises ``InvalidAddressError``, ``ValueError`` (a list or number
     out of bounds) or ``SubscriberExistsError``."""
@@ -105,7 +118,8 @@ def add_subscriber(
     now = utcnow()
     row = SubscriberRow(email=address, name=clean_name(name), status=status.value, link_key=new_link_key(),
                         created_at=now, status_changed_at=now)
-    _apply(row, Preferences(interests, negative_interests, include_keywords, exclude_keywords, max_papers))
+    _apply(row, Preferences(interests, negative_interests, include_keywords, exclude_keywords, max_papers,
+                            thumbnails=thumbnails, plain_text=plain_text))
     row.seed_papers = clean_list([normalise_arxiv_id(s) for s in seed_papers], "seed papers")
     session.add(row)
     session.flush()
@@ -264,7 +278,7 @@ _EDITABLE_EXTRA = ("name", "status")
 def edit_subscriber(session: Session, email: str, **changes: object) -> Subscriber:
     """The operator's edit of one subscriber: any of the ``Preferences`` fields (interests,
     negative_interests, include_keywords, exclude_keywords, max_papers, frequency, seed_papers: already
-    resolved arXiv ids) and ``name``, ``status``. Fields not given keep their value. Every value is
+    resolved arXiv ids, thumbnails, plain_text) and ``name``, ``status``. Fields not given keep their value. Every value is
     validated before anything is written: ``ValueError`` / ``InvalidAddressError`` leave the row as it was;
     ``SubscriberNotFoundError`` for an unknown address; ``TypeError`` for a field that cannot be edited.
     ``status="active"`` makes a bounced (suppressed), pending or unsubscribed address active again."""
