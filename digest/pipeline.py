@@ -139,11 +139,23 @@ def rank(
         vectors = stored_paper_vectors(session, embedder, [p.arxiv_id for p in papers])
         profiles = build_profiles(session, subs, embedder)
         matrix = candidate_matrix(session, papers, vectors)
+    params = rank_params(settings)
     ranking = rank_subscribers(
         profiles, matrix, day, exclude=exclude,
-        window_start={sid: w[0] for sid, w in windows.items()}, params=rank_params(settings),
+        window_start={sid: w[0] for sid, w in windows.items()}, params=params,
     )
-    return RankResult(day, subs, ranking.as_dict(), embedded)
+    picks = ranking.as_dict()
+    # The sentence shown beside each "matches your interest X", by the same relevance (digest.explain).
+    from digest.explain import explain_picks
+    from digest.lexicon import store_lexicon
+
+    with session_factory(engine).begin() as session:
+        picks = explain_picks(
+            session, embedder, picks, {p.arxiv_id: p for p in papers},
+            lexicon=store_lexicon(session) if params.lexical_weight else None,
+            lexical_weight=params.lexical_weight, floor=settings.rank_topup_min_relevance,
+        )
+    return RankResult(day, subs, picks, embedded)
 
 
 # ------------------------------------------------------------------------------------- plan and send
@@ -201,7 +213,8 @@ def preview(
     embedder: Embedder | None = None,
 ) -> list[Path]:
     """Write each subscriber's digest for ``day`` as an HTML file without sending or planning anything.
-    Returns the paths written (``<out_dir>/<date>/<email>.html``); subscribers with no picks get none."""
+    Returns the paths written (``<out_dir>/<date>/<email>.html``, ``.txt`` for a subscriber who wants plain
+    text only); subscribers with no picks get none."""
     from digest.render import build_context, render_digest
     from digest.signing import LinkSigner
     from digest.store.papers import papers_by_ids
@@ -222,8 +235,9 @@ def preview(
         if not picks:
             continue
         ctx = build_context(sub, day, [(papers[p.arxiv_id], p) for p in picks], settings, signer)
-        path = folder / f"{sub.email}.html"
-        path.write_text(render_digest(ctx).html, encoding="utf-8")
+        rendered = render_digest(ctx)
+        path = folder / (f"{sub.email}.txt" if sub.plain_text else f"{sub.email}.html")
+        path.write_text(rendered.text if sub.plain_text else rendered.html, encoding="utf-8")
         written.append(path)
     return written
 
