@@ -209,6 +209,10 @@ def subscribers_add(
     seed_file: Annotated[Path | None, typer.Option(
         "--seed-file", help="A BibTeX file (Zotero, Mendeley export): its arXiv ids or titles become seed papers.",
     )] = None,
+    thumbnails: Annotated[bool, typer.Option(
+        "--thumbnails/--no-thumbnails", help="Show each paper's thumbnail image in the mail (default: no).")] = False,
+    plain_text: Annotated[bool, typer.Option(
+        "--plain-text/--no-plain-text", help="Send the plain text alone, no HTML (default: HTML and text).")] = False,
 ) -> None:
     """Add an active subscriber."""
     from digest.models import normalise_email
@@ -229,7 +233,7 @@ def subscribers_add(
         sub = add_subscriber(
             session, email, name=name, interests=interest or [], negative_interests=not_interested or [],
             include_keywords=include or [], exclude_keywords=exclude or [], seed_papers=seeds,
-            max_papers=max_papers,
+            max_papers=max_papers, thumbnails=thumbnails, plain_text=plain_text,
         )
     out.print(f"added {sub.email} ({len(sub.interests)} interests, {len(sub.seed_papers)} seed papers)",
               highlight=False)
@@ -277,7 +281,8 @@ def subscribers_show(email: str) -> None:
         ("interests", listed(sub.interests)), ("not interested", listed(sub.negative_interests)),
         ("must include", listed(sub.include_keywords)), ("exclude", listed(sub.exclude_keywords)),
         ("seed papers", listed(sub.seed_papers)), ("max papers", str(sub.max_papers)),
-        ("frequency", sub.frequency),
+        ("frequency", sub.frequency), ("thumbnails", "yes" if sub.thumbnails else "no"),
+        ("plain text only", "yes" if sub.plain_text else "no"),
     ):
         t.add_row(key, value)
     out.print(t)
@@ -307,12 +312,16 @@ def subscribers_edit(
     name: Annotated[str | None, typer.Option("--name", help="Display name.")] = None,
     status: Annotated[str | None, typer.Option("--status", help="pending, active, unsubscribed or bounced; "
                                                "active un-suppresses a bounced address.")] = None,
+    thumbnails: Annotated[bool | None, typer.Option(
+        "--thumbnails/--no-thumbnails", help="Show each paper's thumbnail image in the mail, or not.")] = None,
+    plain_text: Annotated[bool | None, typer.Option(
+        "--plain-text/--no-plain-text", help="Send the plain text alone (no HTML), or HTML and text.")] = None,
 ) -> None:
     """Change a subscriber: each option given replaces that field; the others stay as they are."""
     given: dict[str, object] = {
         "interests": interest, "negative_interests": not_interested, "include_keywords": include,
         "exclude_keywords": exclude, "seed_papers": seed_paper, "max_papers": max_papers, "name": name,
-        "status": status,
+        "status": status, "thumbnails": thumbnails, "plain_text": plain_text,
     }
     changes = {k: v for k, v in given.items() if v is not None}
     if not changes:
@@ -460,7 +469,7 @@ def rank_cmd(
     if as_json:
         payload = [
             {"subscriber": sub.email,
-             "picks": [{"paper_id": p.arxiv_id, "score": p.score, "reason": p.reason}
+             "picks": [{"paper_id": p.arxiv_id, "score": p.score, "reason": p.reason, "evidence": p.evidence}
                        for p in result.picks.get(sub.id or -1, [])]}
             for sub in result.subscribers
         ]
@@ -474,7 +483,8 @@ def rank_cmd(
             t.add_column(col)
         picks = result.picks.get(sub.id or -1, [])
         for p in picks:
-            t.add_row(str(p.rank), p.arxiv_id, f"{p.score:.3f}", p.reason, titles.get(p.arxiv_id, ""))
+            why = f"{p.reason}\n\u201c{p.evidence}\u201d" if p.evidence else p.reason
+            t.add_row(str(p.rank), p.arxiv_id, f"{p.score:.3f}", why, titles.get(p.arxiv_id, ""))
         out.print(t)
         if not picks:
             out.print("  nothing above the relevance threshold in the window", highlight=False)
@@ -497,7 +507,8 @@ def preview(
     day: DateOpt = None,
     out_file: Annotated[Path | None, typer.Option("--out", help="Where to write the HTML.")] = None,
 ) -> None:
-    """Write the HTML of a subscriber's digest without sending it, and print its path."""
+    """Write the HTML of a subscriber's digest without sending it (the text, .txt, for a subscriber who
+    wants plain text only), and print its path."""
     import shutil
     import tempfile
 
@@ -507,7 +518,7 @@ def preview(
         written = pipeline.preview(pipeline.open_store(s), s, d, tmp, emails=[email])
         if not written:
             raise ValueError(f"no papers for {email} on {d}")
-        target = out_file or Path(f"preview-{d.isoformat()}-{written[0].stem}.html")
+        target = out_file or Path(f"preview-{d.isoformat()}-{written[0].stem}{written[0].suffix}")
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(written[0]), target)
     out.print(str(target.resolve()), highlight=False, soft_wrap=True)

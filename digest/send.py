@@ -183,7 +183,8 @@ class _Composer:
                                            CONFIRM_MAX_AGE // 86400)
             return build_mail(rendered, to_addr=c.email, to_name=c.name, from_addr=s.mail_from, message_id=mid,
                               auto_submitted=True)
-        subscriber = Subscriber(email=c.email, name=c.name, id=c.subscriber_id, link_key=c.link_key)
+        subscriber = Subscriber(email=c.email, name=c.name, id=c.subscriber_id, link_key=c.link_key,
+                                thumbnails=c.thumbnails, plain_text=c.plain_text)
         papers = self.papers
         pairs = [(papers[p.arxiv_id], p) for p in picks if p.arxiv_id in papers]
         ctx = build_context(subscriber, c.digest_date, pairs, s, self.signer)

@@ -97,15 +97,26 @@ def resolve_seeds(engine: Engine, settings: Settings, ids: list[str]) -> None:
                                "please try again later.") from None
 
 
+def checkbox(value: str | None, what: str) -> bool:
+    """A checkbox: absent is unchecked; checked sends "on" (or a value the page gave it)."""
+    if value is None or value == "":
+        return False
+    if value in ("on", "1", "true", "yes"):
+        return True
+    raise FormError(f"{what}: not a checkbox value")
+
+
 def parse_preferences(interests: str, negative_interests: str, include_keywords: str, exclude_keywords: str,
-                      papers: str, frequency: str, seeds: str | None = None) -> Preferences:
+                      papers: str, frequency: str, seeds: str | None = None, thumbnails: str | None = None,
+                      plain_text: str | None = None) -> Preferences:
     if frequency not in FREQUENCIES:
         raise FormError("frequency must be daily or weekly")
     return Preferences(
         interests=lines(interests, "interests"), negative_interests=lines(negative_interests, "negative interests"),
         include_keywords=lines(include_keywords, "include keywords"),
         exclude_keywords=lines(exclude_keywords, "exclude keywords"), max_papers=max_papers(papers),
-        frequency=frequency, seed_papers=seed_papers(seeds),
+        frequency=frequency, seed_papers=seed_papers(seeds), thumbnails=checkbox(thumbnails, "thumbnails"),
+        plain_text=checkbox(plain_text, "plain text only"),
     )
 
 
@@ -115,5 +126,6 @@ def preferences_values(prefs: Preferences) -> dict[str, object]:
         "interests": "\n".join(prefs.interests), "negative_interests": "\n".join(prefs.negative_interests),
         "include_keywords": "\n".join(prefs.include_keywords), "exclude_keywords": "\n".join(prefs.exclude_keywords),
         "max_papers": prefs.max_papers, "frequency": prefs.frequency,
-        "seed_papers": "\n".join(prefs.seed_papers or ()),
+        "seed_papers": "\n".join(prefs.seed_papers or ()), "thumbnails": prefs.thumbnails,
+        "plain_text": prefs.plain_text,
     }

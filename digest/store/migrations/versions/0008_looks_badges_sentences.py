@@ -17,17 +17,16 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # Plain ADD COLUMN (SQLite and PostgreSQL both have it): a batch copy of ``subscribers`` would lose its
+    # SQLite AUTOINCREMENT (ids of removed subscribers must never be given out again).
     # Papers stored before get these at their next fetch (a re-fetch of their day, or a backfill --refresh).
-    with op.batch_alter_table("papers") as batch:
-        batch.add_column(sa.Column("organization_name", sa.String(200), nullable=True))
-        batch.add_column(sa.Column("github_stars", sa.Integer(), nullable=True))
-        batch.add_column(sa.Column("media_urls", sa.JSON(), nullable=True))
+    op.add_column("papers", sa.Column("organization_name", sa.String(200), nullable=True))
+    op.add_column("papers", sa.Column("github_stars", sa.Integer(), nullable=True))
+    op.add_column("papers", sa.Column("media_urls", sa.JSON(), nullable=True))
     # Every subscriber so far got the HTML + text mail without images: that stays their default.
-    with op.batch_alter_table("subscribers") as batch:
-        batch.add_column(sa.Column("thumbnails", sa.Boolean(), nullable=False, server_default=sa.false()))
-        batch.add_column(sa.Column("plain_text", sa.Boolean(), nullable=False, server_default=sa.false()))
-    with op.batch_alter_table("delivery_items") as batch:
-        batch.add_column(sa.Column("evidence", sa.Text(), nullable=True))
+    op.add_column("subscribers", sa.Column("thumbnails", sa.Boolean(), nullable=False, server_default=sa.false()))
+    op.add_column("subscribers", sa.Column("plain_text", sa.Boolean(), nullable=False, server_default=sa.false()))
+    op.add_column("delivery_items", sa.Column("evidence", sa.Text(), nullable=True))
     op.create_table(
         "sentence_embeddings",
         sa.Column("arxiv_id", sa.String(64), nullable=False),
@@ -48,7 +47,8 @@ def downgrade() -> None:
     op.drop_table("sentence_embeddings")
     with op.batch_alter_table("delivery_items") as batch:
         batch.drop_column("evidence")
-    with op.batch_alter_table("subscribers") as batch:
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    with op.batch_alter_table("subscribers", table_kwargs={"sqlite_autoincrement": True} if sqlite else {}) as batch:
         batch.drop_column("plain_text")
         batch.drop_column("thumbnails")
     with op.batch_alter_table("papers") as batch:
