@@ -27,7 +27,7 @@ from digest.store.subscribers import edit_subscriber
 from digest.web import create_app
 
 from .builders import (
-    HOSTILE_TITLE, LINK_KEY, LOREM, add_reader, link_key, make_context, paper, readers_with_picks, smtp_settings,
+    HOSTILE_TITLE, LINK_KEY, LOREM, add_reader, link_key, make_context, paper, pick, readers_with_picks, smtp_settings,
     subscriber_row,
 )
 from .smtp_server import SmtpTestServer
@@ -243,3 +243,17 @@ def test_preferences_page_sets_and_shows_the_two_preferences(settings: Settings,
                                      "csrf_token": token.group(1), "thumbnails": "<script>"}, headers={"Origin": public})
         assert bad.status_code == 400 and "Nothing was saved" in bad.text
         assert subscriber_row(s, "pref@example.org").plain_text is True
+
+
+def test_the_picks_feed_quotes_the_sentence_too() -> None:
+    import feedparser
+
+    from digest.feeds import FeedLinks, picks_feed
+
+    p0, p1 = paper(0), paper(1)
+    picks = [(LISTED, dataclasses.replace(pick(p0, 1), evidence=SENTENCE), p0), (LISTED, pick(p1, 2, "trending"), p1)]
+    links = FeedLinks("https://digest.example/feed/x.atom", "https://digest.example/archive/x", "https://digest.example")
+    feed = feedparser.parse(picks_feed(7, picks, links))
+    first, second = feed.entries
+    assert first.summary.startswith(f"Matches your interest “LLM reasoning”: “{SENTENCE}”. ")
+    assert second.summary.startswith("Trending today. ") and "“" not in second.summary
