@@ -217,6 +217,10 @@ def subscribers_add(
     frequency: Annotated[str, typer.Option("--frequency", help="daily, or weekly (on --weekday).")] = "daily",
     weekday: Annotated[str | None, typer.Option(
         "--weekday", help=WEEKDAY_HELP)] = None,
+    thumbnails: Annotated[bool, typer.Option(
+        "--thumbnails/--no-thumbnails", help="Show each paper's thumbnail image in the mail (default: no).")] = False,
+    plain_text: Annotated[bool, typer.Option(
+        "--plain-text/--no-plain-text", help="Send the plain text alone, no HTML (default: HTML and text).")] = False,
 ) -> None:
     """Add an active subscriber."""
     from digest.cadence import default_max_papers
@@ -242,7 +246,8 @@ def subscribers_add(
         sub = add_subscriber(
             session, email, name=name, interests=interest or [], negative_interests=not_interested or [],
             include_keywords=include or [], exclude_keywords=exclude or [], seed_papers=seeds,
-            max_papers=max_papers, frequency=frequency, weekday=weekday,
+            max_papers=max_papers, frequency=frequency, weekday=weekday, thumbnails=thumbnails,
+            plain_text=plain_text,
         )
     out.print(f"added {sub.email} ({len(sub.interests)} interests, {len(sub.seed_papers)} seed papers, "
               f"{cadence_text(sub.frequency, sub.weekday)}, {sub.max_papers} papers a digest)", highlight=False,
@@ -294,6 +299,8 @@ def subscribers_show(email: str) -> None:
         ("must include", listed(sub.include_keywords)), ("exclude", listed(sub.exclude_keywords)),
         ("seed papers", listed(sub.seed_papers)), ("max papers", str(sub.max_papers)),
         ("cadence", cadence_text(sub.frequency, sub.weekday)),
+        ("thumbnails", "yes" if sub.thumbnails else "no"),
+        ("plain text only", "yes" if sub.plain_text else "no"),
     ):
         t.add_row(key, value)
     out.print(t)
@@ -326,12 +333,17 @@ def subscribers_edit(
     frequency: Annotated[str | None, typer.Option(
         "--frequency", help="daily or weekly; papers per digest follow it unless changed from the default.")] = None,
     weekday: Annotated[str | None, typer.Option("--weekday", help=WEEKDAY_HELP)] = None,
+    thumbnails: Annotated[bool | None, typer.Option(
+        "--thumbnails/--no-thumbnails", help="Show each paper's thumbnail image in the mail, or not.")] = None,
+    plain_text: Annotated[bool | None, typer.Option(
+        "--plain-text/--no-plain-text", help="Send the plain text alone (no HTML), or HTML and text.")] = None,
 ) -> None:
     """Change a subscriber: each option given replaces that field; the others stay as they are."""
     given: dict[str, object] = {
         "interests": interest, "negative_interests": not_interested, "include_keywords": include,
         "exclude_keywords": exclude, "seed_papers": seed_paper, "max_papers": max_papers, "name": name,
-        "status": status, "frequency": frequency, "weekday": weekday,
+        "status": status, "frequency": frequency, "weekday": weekday, "thumbnails": thumbnails,
+        "plain_text": plain_text,
     }
     changes = {k: v for k, v in given.items() if v is not None}
     if not changes:
@@ -591,7 +603,7 @@ def rank_cmd(
         payload = [
             {"subscriber": sub.email, "cadence": cadence_text(sub.frequency, sub.weekday),
              "due": pipeline.due(sub, d),
-             "picks": [{"paper_id": p.arxiv_id, "score": p.score, "reason": p.reason}
+             "picks": [{"paper_id": p.arxiv_id, "score": p.score, "reason": p.reason, "evidence": p.evidence}
                        for p in picks.get(sub.id or -1, [])]}
             for sub in subs
         ]
@@ -610,7 +622,8 @@ def rank_cmd(
             t.add_column(col)
         chosen = picks.get(sub.id or -1, [])
         for p in chosen:
-            t.add_row(str(p.rank), p.arxiv_id, f"{p.score:.3f}", p.reason, titles.get(p.arxiv_id, ""))
+            why = f"{p.reason}\n\u201c{p.evidence}\u201d" if p.evidence else p.reason
+            t.add_row(str(p.rank), p.arxiv_id, f"{p.score:.3f}", why, titles.get(p.arxiv_id, ""))
         out.print(t)
         if not chosen:
             out.print("  nothing new above the relevance threshold in the window", highlight=False)
@@ -635,8 +648,8 @@ def preview(
     out_file: Annotated[Path | None, typer.Option("--out", help="Where to write the HTML.")] = None,
 ) -> None:
     """Write the HTML of a subscriber's digest of a date (default: the scheduled day, today -
-    DIGEST_LAG_DAYS) without sending or planning it, and print its path. A weekly subscriber on
-    another weekday is not due (one line, exit 2)."""
+    DIGEST_LAG_DAYS) without sending or planning it (the text, .txt, for a subscriber who wants plain text
+    only), and print its path. A weekly subscriber on another weekday is not due (one line, exit 2)."""
     import shutil
     import tempfile
 
@@ -653,7 +666,7 @@ def preview(
         written = pipeline.preview(engine, s, d, tmp, emails=[email])
         if not written:
             raise ValueError(f"no papers for {email} on {d}")
-        target = out_file or Path(f"preview-{d.isoformat()}-{written[0].stem}.html")
+        target = out_file or Path(f"preview-{d.isoformat()}-{written[0].stem}{written[0].suffix}")
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(written[0]), target)
     out.print(str(target.resolve()), highlight=False, soft_wrap=True)

@@ -89,7 +89,10 @@ def picks_feed(subscriber_id: int, picks: Sequence[tuple[date, Pick, Paper]], li
     picks = picks[:FEED_ENTRIES]
     for day, pick, paper in picks:
         view = paper_view(paper, links.hf_base_url, SUMMARY_CHARS)
-        summary = f"{reason_text(pick.reason)}. {view.summary}".strip() if view.summary else reason_text(pick.reason)
+        why = reason_text(pick.reason)
+        if pick.evidence:  # the abstract's sentence that matched the interest, as in the mail
+            why = f"{why}: \u201c{one_line(pick.evidence)}\u201d"
+        summary = f"{why}. {view.summary}".strip() if view.summary else why
         _entry(fg, _tag(links.public_url, day, f"picks/{subscriber_id}/{paper.arxiv_id}"), paper, day, summary, links)
     return _bytes(fg, picks[0][0] if picks else None)
 

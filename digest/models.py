@@ -36,8 +36,16 @@ class Paper:
     ai_keywords: tuple[str, ...] = ()
     github_url: str | None = None
     project_url: str | None = None
-    thumbnail_url: str | None = None
-    organization: str | None = None
+    thumbnail_url: str | None = None  # HF's social thumbnail (``thumbnail``), one size for all (digest.render)
+    organization: str | None = None  # the submitting lab's display name ("ByteDance Seed")
+    organization_name: str | None = None  # its Hugging Face name, the handle one follows ("ByteDance-Seed")
+    github_stars: int | None = None  # None: unknown (no repository, or the listing did not say)
+    media_urls: tuple[str, ...] = ()  # what the authors uploaded (images, GIFs, videos), http(s) only
+
+    @property
+    def has_code(self) -> bool:
+        """Whether the listing links a code repository: the "Code" badge (and, later, a ranking filter)."""
+        return bool(self.github_url)
 
     @property
     def content_hash(self) -> str:
@@ -91,6 +99,8 @@ class Subscriber:
     pending_max_papers: int | None = None
     feed_key: str | None = None  # in the URL of the Atom feed of their picks; None: no feed
     weekday: int | None = None  # weekly: the listing day's weekday of their digest, 0 = Monday; daily: None
+    thumbnails: bool = False  # show each paper's thumbnail image in the HTML part
+    plain_text: bool = False  # send the text part alone (a text/plain mail, no HTML)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +125,9 @@ class Pick:
     rank: int  # 1 = first in the mail
     score: float
     reason: str  # "interest: <text>", "seed paper: <id>", "liked: <id>" or "trending"
+    # The abstract's sentence that matches the interest of ``reason`` best (digest.explain); None when no
+    # interest decided the pick, or no sentence says anything about it.
+    evidence: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,10 +143,11 @@ class PickColumns:
     arxiv_id: list[str]
     score: list[float]
     reason: list[str]
+    evidence: list[str | None] = field(default_factory=list)  # per item (``Pick.evidence``); empty: none
 
     @classmethod
     def from_picks(cls, picks: Mapping[int, Sequence[Pick]]) -> PickColumns:
-        cols = cls(list(picks), [], [], [], [], [])
+        cols = cls(list(picks), [], [], [], [], [], [])
         for r, sub_picks in enumerate(picks.values()):
             for p in sub_picks:
                 cols.row.append(r)
@@ -141,6 +155,9 @@ class PickColumns:
                 cols.arxiv_id.append(p.arxiv_id)
                 cols.score.append(float(p.score))
                 cols.reason.append(p.reason)
+                cols.evidence.append(p.evidence)
+        if not any(e is not None for e in cols.evidence):
+            cols.evidence.clear()  # no evidence: the empty column, as the ranking hands it
         return cols
 
 

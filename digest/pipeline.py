@@ -10,13 +10,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from digest.config import Settings
-from digest.models import Listing, Pick, Subscriber, SubscriberStatus, UpsertReport
+from digest.models import Listing, Pick, PickColumns, Subscriber, SubscriberStatus, UpsertReport
 from digest.sources import huggingface
 from digest.store import create_db_engine, session_factory, upgrade
 from digest.store.bulk import chunks
@@ -198,6 +198,7 @@ class _DayRanking:
             vectors = stored_paper_vectors(session, self.embedder, [p.arxiv_id for p in papers])
             self.matrix = candidate_matrix(session, papers, vectors)
             self.lexicon = store_lexicon(session)
+        self.papers = {p.arxiv_id: p for p in papers}
         self.params = rank_params(settings)
 
     def chunk(self, subs: Sequence[Subscriber], exclude: Mapping[int, set[str] | frozenset[str]],
@@ -215,6 +216,29 @@ class _DayRanking:
         starts = {s.id: min(window_start.get(s.id, self.day), self.day) for s in subs if s.id is not None}
         return rank_subscribers(profiles, self.matrix, self.day, exclude=exclude, window_start=starts,
                                 params=self.params)
+
+    def _explaining(self) -> dict[str, Any]:
+        return {"lexicon": self.lexicon if self.params.lexical_weight else None,
+                "lexical_weight": self.params.lexical_weight, "floor": self.settings.rank_topup_min_relevance}
+
+    def explain(self, picks: Mapping[int, Sequence[Pick]]) -> dict[int, list[Pick]]:
+        """``picks`` with the sentence shown beside each "matches your interest X", chosen by the same
+        relevance (``digest.explain``); the abstracts' sentence vectors are cached in the store."""
+        from digest.explain import explain_picks
+
+        with self.sessions.begin() as session:
+            return explain_picks(session, self.embedder, picks, self.papers, **self._explaining())
+
+    def explain_columns(self, cols: PickColumns) -> PickColumns:
+        """``explain`` for the columns planning writes."""
+        from dataclasses import replace as with_
+
+        from digest.explain import explain_columns
+
+        with self.sessions.begin() as session:
+            evidence = explain_columns(session, self.embedder, cols.arxiv_id, cols.reason, self.papers,
+                                       **self._explaining())
+        return with_(cols, evidence=evidence)
 
 
 def rank(
@@ -243,6 +267,7 @@ def rank(
     picks: dict[int, list[Pick]] = {}
     for part in chunks(subs, PLAN_CHUNK):
         picks.update(ranking.chunk(part, exclude or {}, window_start or {}).as_dict())
+    picks = ranking.explain(picks)
     return RankResult(day, subs, picks, ranking.papers_embedded, ranking.interests_embedded)
 
 
@@ -321,7 +346,8 @@ def plan(engine: Engine, settings: Settings, day: date, *, embedder: Embedder | 
             windows = digest_windows(session, settings, day, subs)
         result = ranking.chunk(subs, windows.exclude, windows.start)
         with sessions.begin() as session:
-            report = outbox.plan_deliveries(session, day, result.columns(), ranked_at=ranked_at)
+            report = outbox.plan_deliveries(session, day, ranking.explain_columns(result.columns()),
+                                            ranked_at=ranked_at)
         planned, skipped, existing = planned + report.planned, skipped + report.skipped, existing + report.existing
     return PlanResult(day, ranking.papers_embedded, planned, skipped, existing, ranking.interests_embedded)
 
@@ -332,7 +358,8 @@ def preview(
 ) -> list[Path]:
     """Write each subscriber's digest for ``day`` as an HTML file without sending or planning anything:
     every active subscriber due that day, or those of ``emails`` (one not due that day gets none). Returns
-    the paths written (``<out_dir>/<date>/<email>.html``); subscribers with no picks get none."""
+    the paths written (``<out_dir>/<date>/<email>.html``, ``.txt`` for a subscriber who wants plain text
+    only); subscribers with no picks get none."""
     from digest.render import build_context, render_digest
     from digest.signing import LinkSigner
     from digest.store.papers import papers_by_ids
@@ -356,8 +383,9 @@ def preview(
         if not picks:
             continue
         ctx = build_context(sub, day, [(papers[p.arxiv_id], p) for p in picks], settings, signer)
-        path = folder / f"{sub.email}.html"
-        path.write_text(render_digest(ctx).html, encoding="utf-8")
+        rendered = render_digest(ctx)
+        path = folder / (f"{sub.email}.txt" if sub.plain_text else f"{sub.email}.html")
+        path.write_text(rendered.text if sub.plain_text else rendered.html, encoding="utf-8")
         written.append(path)
     return written
 

@@ -33,6 +33,10 @@ SUMMARY_CHARS = 400  # abstract trimmed to this when there is no AI summary
 SHORT_SUMMARY_CHARS = 160  # first step of the size guard
 SUBJECT_CHARS = 120
 TEXT_WIDTH = 72
+# HF's social thumbnail of a paper (``Paper.thumbnail_url``): every one is generated at this size, so a mail can
+# give each <img> its width and height (no layout jump, and Outlook sizes by the attributes).
+THUMBNAIL_SIZE = (1200, 648)
+THUMBNAIL_WIDTH = 552  # the card's width in the 600-pixel mail (24 px padding each side)
 _REPO_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
@@ -249,44 +253,27 @@ def _listing_url(ctx: DigestContext) -> str:
     return safe_url(ctx.more_url) or f"{ctx.hf_base_url.rstrip('/')}/papers/date/{ctx.digest_date.isoformat()}"
 
 
+def stars_label(stars: int | None) -> str:
+    """GitHub stars as a badge says them: ``"★ 24"``, ``"★ 1.2k"``, ``"★ 25k"``; ``""`` when unknown."""
+    if stars is None or stars < 0:
+        return ""
+    if stars < 1000:
+        return f"\u2605 {stars}"
+    if stars < 10_000:
+        return f"\u2605 {stars / 1000:.1f}".rstrip("0").rstrip(".") + "k"
+    if stars < 1_000_000:
+        return f"\u2605 {stars // 1000}k"
+    return f"\u2605 {stars / 1_000_000:.1f}".rstrip("0").rstrip(".") + "M"
+
+
 @dataclass(frozen=True, slots=True)
-class _Card:
-    """What the paper partials see (attributes, not dict keys: cheaper attribute lookups in Jinja)."""
+class Thumbnail:
+    """An <img> of a card: its http(s) URL, the size it is shown at, and its alt text."""
 
-    n: int
-    rank: int
-    title: str
-    url: str
-    authors: str
-    reason: str
-    upvotes: int
-    summary: str
-    summary_is_ai: bool
-    links: list[tuple[str, str]]
-    more_url: str
-    less_url: str
-
-
-@lru_cache(maxsize=2048)
-def _paper_view(p: Paper, hf_base_url: str, summary_chars: int) -> tuple[str, str, str, int, str, bool, list[tuple[str, str]]]:
-    """What a card shows of a paper whoever gets it: title, URL, authors, upvotes, summary, whether
-    the summary is the AI one, links. Cached: a day's papers come back in mail after mail."""
-    aid = quote(one_line(p.arxiv_id), safe="./")
-    links = [("arXiv", f"https://arxiv.org/abs/{aid}"), ("PDF", f"https://arxiv.org/pdf/{aid}")]
-    if code := safe_url(p.github_url):
-        links.append(("Code", code))
-    if project := safe_url(p.project_url):
-        links.append(("Project page", project))
-    summary = one_line(p.ai_summary) or one_line(p.abstract)
-    return (
-        one_line(p.title) or one_line(p.arxiv_id),
-        f"{hf_base_url.rstrip('/')}/papers/{aid}",
-        authors_line(p.authors),
-        max(int(p.upvotes), 0),
-        trim(summary, summary_chars) if summary_chars > 0 else "",
-        bool(one_line(p.ai_summary)),
-        links,
-    )
+    src: str
+    width: int
+    height: int
+    alt: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,34 +286,91 @@ class PaperView:
     upvotes: int
     summary: str
     summary_is_ai: bool
-    links: list[tuple[str, str]]  # (label, http(s) URL): arXiv, PDF, code, project page
+    links: list[tuple[str, str]]  # (label, http(s) URL): arXiv, PDF
+    code_url: str | None = None  # the badges: a code repository (and its stars), a project page
+    stars: str = ""  # "★ 24" (stars_label), "" when unknown
+    project_url: str | None = None
+    organization: str = ""  # the lab that submitted it
+    thumbnail: Thumbnail | None = None  # HF's social thumbnail at THUMBNAIL_WIDTH (shown where wanted)
+
+
+@lru_cache(maxsize=2048)
+def _paper_view(p: Paper, hf_base_url: str, summary_chars: int) -> PaperView:
+    """What a card shows of a paper whoever gets it. Cached: a day's papers come back in mail after mail."""
+    aid = quote(one_line(p.arxiv_id), safe="./")
+    links = [("arXiv", f"https://arxiv.org/abs/{aid}"), ("PDF", f"https://arxiv.org/pdf/{aid}")]
+    summary = one_line(p.ai_summary) or one_line(p.abstract)
+    title = one_line(p.title) or one_line(p.arxiv_id)
+    code = safe_url(p.github_url)
+    thumb = safe_url(p.thumbnail_url)
+    width, height = THUMBNAIL_SIZE
+    return PaperView(
+        title=title,
+        url=f"{hf_base_url.rstrip('/')}/papers/{aid}",
+        authors=authors_line(p.authors),
+        upvotes=max(int(p.upvotes), 0),
+        summary=trim(summary, summary_chars) if summary_chars > 0 else "",
+        summary_is_ai=bool(one_line(p.ai_summary)),
+        links=links,
+        code_url=code,
+        stars=stars_label(p.github_stars) if code else "",
+        project_url=safe_url(p.project_url),
+        organization=one_line(p.organization),
+        thumbnail=Thumbnail(thumb, THUMBNAIL_WIDTH, round(THUMBNAIL_WIDTH * height / width),
+                            f"Thumbnail of the paper \u201c{trim(title, 150)}\u201d") if thumb else None,
+    )
 
 
 def paper_view(p: Paper, hf_base_url: str, summary_chars: int = SUMMARY_CHARS) -> PaperView:
-    return PaperView(*_paper_view(p, hf_base_url, summary_chars))
+    return _paper_view(p, hf_base_url, summary_chars)
 
 
-def _card(n: int, item: DigestItem, hf_base_url: str, summary_chars: int) -> _Card:
-    title, url, authors, upvotes, summary, summary_is_ai, links = _paper_view(item.paper, hf_base_url, summary_chars)
+@dataclass(frozen=True, slots=True)
+class _Card:
+    """What the paper partials see (attributes, not dict keys: cheaper attribute lookups in Jinja): the
+    paper's view and what is this subscriber's (rank, reason, evidence, feedback links, thumbnail wanted)."""
+
+    n: int
+    rank: int
+    view: PaperView
+    reason: str
+    evidence: str  # the abstract's sentence matching the deciding interest (digest.explain), "" when none
+    more_url: str
+    less_url: str
+    thumbnail: Thumbnail | None  # the view's, when the subscriber wants thumbnails
+
+    # the view's fields, as the templates name them
+    title = property(lambda self: self.view.title)
+    url = property(lambda self: self.view.url)
+    authors = property(lambda self: self.view.authors)
+    upvotes = property(lambda self: self.view.upvotes)
+    summary = property(lambda self: self.view.summary)
+    summary_is_ai = property(lambda self: self.view.summary_is_ai)
+    links = property(lambda self: self.view.links)
+    code_url = property(lambda self: self.view.code_url)
+    stars = property(lambda self: self.view.stars)
+    project_url = property(lambda self: self.view.project_url)
+    organization = property(lambda self: self.view.organization)
+
+
+def _card(n: int, item: DigestItem, hf_base_url: str, summary_chars: int, thumbnails: bool) -> _Card:
+    view = _paper_view(item.paper, hf_base_url, summary_chars)
     return _Card(
         n=n,
         rank=item.pick.rank,
-        title=title,
-        url=url,
-        authors=authors,
+        view=view,
         reason=reason_text(item.pick.reason),
-        upvotes=upvotes,
-        summary=summary,
-        summary_is_ai=summary_is_ai,
-        links=links,
+        evidence=one_line(item.pick.evidence),
         more_url=item.feedback_up_url,
         less_url=item.feedback_down_url,
+        thumbnail=view.thumbnail if thumbnails else None,
     )
 
 
 def _vars(ctx: DigestContext, items: Sequence[DigestItem], summary_chars: int) -> dict[str, Any]:
     """The template variables: plain, already-cleaned strings (escaping is the template's job)."""
-    cards = [_card(n, i, ctx.hf_base_url, summary_chars) for n, i in enumerate(items, 1)]
+    thumbnails = ctx.subscriber.thumbnails
+    cards = [_card(n, i, ctx.hf_base_url, summary_chars, thumbnails) for n, i in enumerate(items, 1)]
     weekly = ctx.subscriber.frequency == "weekly"  # a week's papers: said in the heading and the empty line
     return {
         "date_iso": ctx.digest_date.isoformat(),
@@ -348,13 +392,15 @@ def _vars(ctx: DigestContext, items: Sequence[DigestItem], summary_chars: int) -
 
 
 def _render(ctx: DigestContext, items: Sequence[DigestItem], summary_chars: int) -> tuple[str, str]:
+    """HTML and text of the digest; a plain-text-only subscriber's HTML is not rendered at all ("")."""
     env = environment()
     vars_ = _vars(ctx, items, summary_chars)
-    html_template = env.get_template("digest.html.j2")
-    html = html_template.render(vars_)
+    text = env.get_template("digest.txt.j2").render(vars_)
+    if ctx.subscriber.plain_text:
+        return "", text
+    html = env.get_template("digest.html.j2").render(vars_)
     if "digest.html.j2" not in _preinlined:
         html = _inliner().inline(html)
-    text = env.get_template("digest.txt.j2").render(vars_)
     return html, text
 
 
@@ -363,24 +409,27 @@ def _size(html: str) -> int:
 
 
 def render_digest(ctx: DigestContext, *, html_limit: int = HTML_LIMIT) -> RenderedEmail:
-    """Subject, inlined HTML and plain text of one digest; the HTML stays under ``html_limit`` bytes."""
+    """Subject, inlined HTML and plain text of one digest; the HTML stays under ``html_limit`` bytes (for a
+    subscriber who wants plain text only, ``html`` is "" and the text stays under it: Gmail clips any
+    message body beyond ~102 KB)."""
     items = tuple(sorted(ctx.items, key=lambda i: i.pick.rank))
     top = items[0].paper.title if items else None
     subject = make_subject(ctx.digest_date, top, ctx.subscriber.frequency == "weekly")
-    html, text = _render(ctx, items, SUMMARY_CHARS)
-    if _size(html) <= html_limit:
-        return RenderedEmail(subject, html, text, len(items))
+    part = 1 if ctx.subscriber.plain_text else 0  # the part the guard measures
+    rendered = _render(ctx, items, SUMMARY_CHARS)
+    if _size(rendered[part]) <= html_limit:
+        return RenderedEmail(subject, *rendered, len(items))
     # 1. shorter abstracts
-    html, text = _render(ctx, items, SHORT_SUMMARY_CHARS)
+    rendered = _render(ctx, items, SHORT_SUMMARY_CHARS)
     # 2. drop the lowest-ranked papers: estimate from the mean card size, then adjust
     keep = len(items)
-    while _size(html) > html_limit and keep > 0:
-        size = _size(html)
-        per_card = max((size - _size(_render(ctx, (), 0)[0])) / max(keep, 1), 1.0)
+    while _size(rendered[part]) > html_limit and keep > 0:
+        size = _size(rendered[part])
+        per_card = max((size - _size(_render(ctx, (), 0)[part])) / max(keep, 1), 1.0)
         over = size - html_limit
         keep = max(min(keep - 1, keep - int(over / per_card) - 1), 0)
-        html, text = _render(ctx, items[:keep], SHORT_SUMMARY_CHARS)
-    return RenderedEmail(subject, html, text, keep)
+        rendered = _render(ctx, items[:keep], SHORT_SUMMARY_CHARS)
+    return RenderedEmail(subject, *rendered, keep)
 
 
 def digest_page_vars(ctx: DigestContext) -> dict[str, Any]:
@@ -437,6 +486,7 @@ def build_context(
 
 
 __all__ = [
+    "THUMBNAIL_SIZE", "Thumbnail", "stars_label",
     "DigestContext", "DigestItem", "RenderedEmail", "build_context", "render_confirmation", "render_digest",
     "environment", "template_loader", "HTML_LIMIT", "PaperView", "digest_page_vars", "paper_view",
 ]

@@ -189,7 +189,7 @@ class _Composer:
             return build_mail(rendered, to_addr=c.email, to_name=c.name, from_addr=s.mail_from, message_id=mid,
                               auto_submitted=True)
         subscriber = Subscriber(email=c.email, name=c.name, id=c.subscriber_id, link_key=c.link_key,
-                                frequency=c.frequency)
+                                frequency=c.frequency, thumbnails=c.thumbnails, plain_text=c.plain_text)
         papers = self.papers
         pairs = [(papers[p.arxiv_id], p) for p in picks if p.arxiv_id in papers]
         ctx = build_context(subscriber, c.digest_date, pairs, s, self.signer)

@@ -50,6 +50,14 @@ def test_api_fields_match_the_file(name: str) -> None:
         assert list(p.ai_keywords) == src.get("ai_keywords", [])
         assert p.github_url == (src.get("githubRepo") or None)
         assert p.project_url == (src.get("projectPage") or None)
+        # migration 0009: what was not kept before, as the file says it
+        assert p.github_stars == src.get("githubStars")
+        org = src.get("organization") or item.get("organization")
+        assert p.organization_name == (org["name"] if org else None)
+        assert list(p.media_urls) == (src.get("mediaUrls") or item.get("mediaUrls") or (
+            [item["mediaUrl"]] if "cdn-uploads" in item.get("mediaUrl", "") else []))
+        assert p.thumbnail_url == (item.get("thumbnail") or (
+            item["mediaUrl"] if "social-thumbnails" in item.get("mediaUrl", "") else None))
 
 
 def test_newest_schema_values() -> None:
@@ -61,7 +69,11 @@ def test_newest_schema_values() -> None:
     assert top.authors[:2] == ("Yansong Ning", "Jingwen Ye")
     assert top.github_url == "https://github.com/usail-hkust/VibeWorlding-Gym"
     assert top.project_url == "https://huggingface.co/collections/usail-hkust/vibeworlder"
-    assert top.organization == "Tencent"
+    assert top.organization == "Tencent" and top.organization_name == "tencent"
+    assert top.github_stars == 24 and top.has_code
+    assert top.thumbnail_url == "https://cdn-thumbnails.huggingface.co/social-thumbnails/papers/2608.15265.png"
+    assert top.media_urls == ("https://cdn-uploads.huggingface.co/production/uploads/65d6a6f7654f85ff0baf161f/"
+                              "Vl0S_afut32qbOPXTvnBo.gif",)
     assert "multimodal RL" in top.ai_keywords
     assert top.published_at is not None and top.published_at.date() == date(2026, 8, 15)
 
@@ -129,3 +141,25 @@ def test_page_selects_by_target_not_position() -> None:
     decoy = '<div data-target="SomethingElse" data-props="{&quot;x&quot;:1}"></div>'
     moved = html.replace("<body", "<body>" + decoy + "<div", 1) if "<body" in html else decoy + html
     assert len(parse_page(moved, "page.html").papers) == 13
+
+
+@pytest.mark.parametrize("stars, kept", [(None, None), (0, 0), (12.0, 12), ("1.2k", None), (-3, None), (True, None),
+                                         (10**12, None)])
+def test_github_stars_are_a_count_or_dropped(stars: object, kept: int | None) -> None:
+    """A badge decides nothing: stars that are not a count are dropped (like a URL that is not http(s)),
+    never the day's listing."""
+    raw = json.loads((HF_FIXTURES / "api_daily_papers_2026-08-18.collector.json").read_text())[:1]
+    raw[0]["paper"]["githubStars"] = stars
+    (p,) = parse_api(json.dumps(raw), "test").papers
+    assert p.github_stars == kept
+
+
+def test_organization_handle_kept_whole_or_not_at_all() -> None:
+    raw = json.loads((HF_FIXTURES / "api_daily_papers_2026-08-18.collector.json").read_text())[:3]
+    raw[0]["paper"]["organization"]["name"] = "n" * 201
+    raw[1]["organization"] = raw[1]["paper"]["organization"] = {"name": "two words", "fullname": "Two Words"}
+    raw[2]["mediaUrls"] = raw[2]["paper"]["mediaUrls"] = ["javascript:alert(1)", *[f"https://x.example/{i}.png" for i in range(20)]]
+    a, b, c = parse_api(json.dumps(raw), "test").papers
+    assert a.organization_name is None and a.organization == "Tencent"
+    assert b.organization_name is None and b.organization == "Two Words"
+    assert c.media_urls == tuple(f"https://x.example/{i}.png" for i in range(8))

@@ -330,7 +330,7 @@ def test_pipeline_rank_with_seed_feedback_and_cli_json(settings: Settings, embed
     payload = json.loads(result.stdout)
     assert [x["subscriber"] for x in payload] == ["seed@example.org", "liker@example.org", "new@example.org"]
     assert [p["reason"] for p in payload[2]["picks"]] == ["trending", "trending"]
-    assert set(payload[2]["picks"][0]) == {"paper_id", "score", "reason"}
+    assert set(payload[2]["picks"][0]) == {"paper_id", "score", "reason", "evidence"}
     one = CliRunner().invoke(cli.app, ["rank", "--date", DAY.isoformat(), "--subscriber", "new@example.org"])
     assert one.exit_code == 0 and "new@example.org" in one.output and "seed@" not in one.output
 

@@ -14,7 +14,6 @@ from digest.store import create_db_engine, session_factory, upgrade
 from digest.store.db import current_revision
 from digest.store.feedback import record_feedback
 from digest.store.outbox import DeliveryKind, claim_batch, enqueue_confirmation, mark_failed
-from digest.store.papers import upsert_papers
 from digest.store.subscribers import (
     add_subscriber,
     confirm_subscriber,
@@ -143,9 +142,15 @@ def test_migration_keeps_every_row_and_foreign_key(settings: Settings) -> None:
                 "exclude_keywords, seed_papers, max_papers, frequency, timezone, created_at, confirmed_at) "
                 "VALUES (:e, 'active', '[\"x\"]', '[]', '[]', '[]', '[]', 10, 'daily', 'UTC', :c, :f)"),
                 {"e": f"old{i}@example.org", "c": now, "f": now if i % 2 else None})
+        # the paper as 0004 stores it (the ORM maps the columns later migrations add to papers)
+        conn.execute(text(
+            "INSERT INTO papers (arxiv_id, title, abstract, authors, listing_date, upvotes, num_comments, "
+            "ai_keywords, content_hash, first_seen, updated_at) "
+            "VALUES (:a, :t, :b, '[\"Ada\"]', :d, 0, 0, '[]', :h, :c, :c)"),
+            {"a": PAPER.arxiv_id, "t": PAPER.title, "b": PAPER.abstract, "d": PAPER.listing_date,
+             "h": PAPER.content_hash, "c": now})
     sessions = session_factory(engine)
     with sessions.begin() as s:
-        upsert_papers(s, [PAPER])
         for sid in (1, 2, 3):
             enqueue_confirmation(s, sid, date(2026, 11, 2))
             record_feedback(s, sid, PAPER.arxiv_id, 1)

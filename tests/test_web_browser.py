@@ -98,10 +98,21 @@ def test_subscribe_confirm_preferences_unsubscribe_in_chromium(served: Settings,
             page.click("text=Edit your preferences")  # a real browser POST: Origin and CSRF token checked
             page.fill("#exclude_keywords", "survey")
             page.select_option("#frequency", "weekly")
+            assert not page.is_checked("#thumbnails") and not page.is_checked("#plain_text")  # the defaults
+            page.check("text=Show each paper's thumbnail")  # the label toggles its box
             page.click("text=Save preferences")
             page.wait_for_selector("text=Your preferences are saved.")
             sub = subscriber_row(settings, address)
             assert (sub.exclude_keywords, sub.frequency) == (["survey"], "weekly")
+            assert (sub.thumbnails, sub.plain_text) == (True, False)
+            assert page.is_checked("#thumbnails")
+            page.screenshot(path=str(shots / "preferences.png"), full_page=True)
+            page.uncheck("#thumbnails")
+            page.check("#plain_text")
+            page.click("text=Save preferences")
+            page.wait_for_selector("text=Your preferences are saved.")
+            sub = subscriber_row(settings, address)
+            assert (sub.thumbnails, sub.plain_text) == (False, True)
 
             unsubscribe_url = LinkSigner.from_settings(settings).unsubscribe_url(sub.id, key=sub.link_key)
             page.goto(unsubscribe_url)  # GET shows the button only

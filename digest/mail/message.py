@@ -116,6 +116,9 @@ _PART_HEAD = {
 }
 _CLOSE = b"\r\n--" + _BOUNDARY + b"--\r\n"
 _CRLF = np.frombuffer(b"\r\n", np.uint8)
+# A mail with no HTML (a subscriber who wants plain text only): one text/plain body, no multipart.
+_TEXT_ONLY = (b'MIME-Version: 1.0\r\nContent-Type: text/plain; charset="utf-8"\r\n'
+              b"Content-Transfer-Encoding: base64\r\n\r\n")
 
 
 def _body(content: str) -> bytes:
@@ -166,7 +169,8 @@ def build_mail(
     date: datetime | None = None,
 ) -> OutgoingMail:
     """The ``multipart/alternative`` mail (text, then HTML, each base64), written straight to the bytes a
-    transport sends, with its envelope. ``list_headers``: a list mail (digest); ``auto_submitted``: a mail
+    transport sends, with its envelope; a ``rendered`` without HTML (plain text only) is one ``text/plain``
+    body with the same headers. ``list_headers``: a list mail (digest); ``auto_submitted``: a mail
     the system sends on its own (a confirmation), marked so that auto-responders stay quiet (RFC 3834).
     Raises ``ValueError`` for a value that could inject a header, and ``PermanentSendError`` for an
     address that cannot travel (``wire_address``)."""
@@ -204,6 +208,9 @@ def build_mail(
         ]
     if auto_submitted:
         head.append(b"Auto-Submitted: auto-generated\r\n")
-    data = b"".join((*head, _MULTIPART, _PART_HEAD["plain"], _body(rendered.text), b"\r\n",
-                     _PART_HEAD["html"], _body(rendered.html), _CLOSE))
+    if not rendered.html:
+        data = b"".join((*head, _TEXT_ONLY, _body(rendered.text)))
+    else:
+        data = b"".join((*head, _MULTIPART, _PART_HEAD["plain"], _body(rendered.text), b"\r\n",
+                         _PART_HEAD["html"], _body(rendered.html), _CLOSE))
     return OutgoingMail(sender, (to_addr,), mid, data)

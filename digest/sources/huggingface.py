@@ -58,6 +58,7 @@ MAX_NAME_CHARS = 200  # an author or organisation name (the organization column 
 MAX_KEYWORDS = 50
 MAX_KEYWORD_CHARS = 100
 MAX_URL_CHARS = 2_048  # longer: dropped, since a cut URL points somewhere else
+MAX_MEDIA = 8  # media URLs kept per paper (real items carry 0-2)
 MAX_COUNT = 100_000_000  # upvotes, comments: a number beyond this is not a count
 MAX_FILE_BYTES = 64 * 1024 * 1024  # a saved listing; HTTP bodies: Settings.http_max_response_bytes
 _BOM = "\ufeff"
@@ -114,6 +115,40 @@ def _count(obj: dict[str, Any], key: str, where: str) -> int:
     return value
 
 
+def _optional_count(value: Any) -> int | None:
+    """An optional count (GitHub stars): a whole number in ``[0, MAX_COUNT]``, else ``None``. Unlike upvotes it
+    decides nothing (a badge), so a value that is not a count is dropped like a URL that is not http(s),
+    rather than refusing the day's listing."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+        return None
+    return value
+
+
+def _handle(value: Any) -> str | None:
+    """A Hugging Face name (an organization's handle): kept whole or not at all, since a cut name names
+    someone else."""
+    if isinstance(value, str) and 0 < len(value.strip()) <= MAX_NAME_CHARS and not _WHITESPACE.search(value.strip()):
+        return value.strip()
+    return None
+
+
+# HF's generated social card of a paper: the ``thumbnail`` of 2025-2026 items, and the ``mediaUrl`` of most
+# 2024 items. Other 2024 ``mediaUrl`` values are what the authors uploaded: media, not a thumbnail.
+SOCIAL_THUMBNAIL = "https://cdn-thumbnails.huggingface.co/social-thumbnails/papers/"
+
+
+def _media_urls(paper: dict[str, Any], item: dict[str, Any]) -> tuple[str, ...]:
+    raw = paper.get("mediaUrls") or item.get("mediaUrls")
+    values: list[Any] = list(raw[:MAX_MEDIA * 4]) if isinstance(raw, list) else []
+    single = item.get("mediaUrl")  # 2024 items: one URL
+    if isinstance(single, str) and not single.startswith(SOCIAL_THUMBNAIL):
+        values.append(single)
+    urls = [u for u in map(_optional_url, values) if u]
+    return tuple(dict.fromkeys(urls))[:MAX_MEDIA]
+
+
 def _json(payload: str | bytes, source: str, what: str = "not JSON") -> Any:
     """``json.loads`` with a byte-order mark allowed and every failure (including nesting too deep for
     the parser) as ``ListingFormatError``."""
@@ -158,10 +193,14 @@ def parse_item(item: Any, where: str, fallback_date: date | None) -> Paper:
 
     keywords = paper.get("ai_keywords")
     org = paper.get("organization") or item.get("organization")
-    organization = None
+    organization = org_name = None
     if isinstance(org, dict):
         organization = org.get("fullname") or org.get("name")
+        org_name = org.get("name")
     ai_summary = paper.get("ai_summary")
+    thumbnail = _optional_url(item.get("thumbnail"))
+    if thumbnail is None and isinstance(item.get("mediaUrl"), str) and item["mediaUrl"].startswith(SOCIAL_THUMBNAIL):
+        thumbnail = _optional_url(item["mediaUrl"])
 
     return Paper(
         arxiv_id=arxiv_id,
@@ -178,8 +217,11 @@ def parse_item(item: Any, where: str, fallback_date: date | None) -> Paper:
         ) if isinstance(keywords, list) else (),
         github_url=_optional_url(paper.get("githubRepo")),
         project_url=_optional_url(paper.get("projectPage")),
-        thumbnail_url=_optional_url(item.get("thumbnail")) or _optional_url(item.get("mediaUrl")),
+        thumbnail_url=thumbnail,
         organization=bounded(organization, MAX_NAME_CHARS) if isinstance(organization, str) else None,
+        organization_name=_handle(org_name),
+        github_stars=_optional_count(paper.get("githubStars")),
+        media_urls=_media_urls(paper, item),
     )
 
 

@@ -55,9 +55,10 @@ def digest_of(session: Session, subscriber_id: int, digest_date: date) -> Digest
         return None
     delivery_id, status, sent_at = row
     picks = tuple(
-        Pick(arxiv_id=a, rank=r, score=s, reason=why)
-        for a, r, s, why in session.execute(
-            select(DeliveryItemRow.arxiv_id, DeliveryItemRow.rank, DeliveryItemRow.score, DeliveryItemRow.reason)
+        Pick(arxiv_id=a, rank=r, score=s, reason=why, evidence=ev)
+        for a, r, s, why, ev in session.execute(
+            select(DeliveryItemRow.arxiv_id, DeliveryItemRow.rank, DeliveryItemRow.score, DeliveryItemRow.reason,
+                   DeliveryItemRow.evidence)
             .where(DeliveryItemRow.delivery_id == delivery_id).order_by(DeliveryItemRow.rank))
     )
     return DigestRecord(delivery_id, digest_date, status, sent_at, picks)
@@ -98,12 +99,13 @@ def picked_papers(session: Session, subscriber_id: int, *, limit: int) -> list[P
     at most ``limit``."""
     rows = session.execute(
         select(DeliveryRow.digest_date, DeliveryItemRow.arxiv_id, DeliveryItemRow.rank, DeliveryItemRow.score,
-               DeliveryItemRow.reason)
+               DeliveryItemRow.reason, DeliveryItemRow.evidence)
         .join(DeliveryItemRow, DeliveryItemRow.delivery_id == DeliveryRow.id)
         .where(*_sent(subscriber_id))
         .order_by(DeliveryRow.digest_date.desc(), DeliveryItemRow.rank).limit(limit)
     )
-    return [PickedPaper(day, Pick(arxiv_id=a, rank=r, score=s, reason=why)) for day, a, r, s, why in rows]
+    return [PickedPaper(day, Pick(arxiv_id=a, rank=r, score=s, reason=why, evidence=ev))
+            for day, a, r, s, why, ev in rows]
 
 
 # -- the days of the listing --------------------------------------------------------------------------

@@ -63,6 +63,8 @@ class Claimed:
     name: str | None = None
     link_key: str = ""
     frequency: str = "daily"  # the subscriber's cadence: a weekly digest says so in its subject
+    thumbnails: bool = False  # how the subscriber wants the mail to look, when the row was claimed
+    plain_text: bool = False
 
 
 class Batch(list[Claimed]):
@@ -113,10 +115,11 @@ def plan_deliveries(session: Session, digest_date: date,
             session, DeliveryRow, rows, returning=(DeliveryRow.id, DeliveryRow.subscriber_id))
     )
     delivery = [inserted.get(sid, 0) for sid in cols.subscriber_ids]
+    evidence = cols.evidence or [None] * len(cols.row)
     items = [
-        {"delivery_id": d, "rank": rank, "arxiv_id": aid, "score": score, "reason": reason}
-        for d, rank, aid, score, reason in zip(
-            (delivery[r] for r in cols.row), cols.rank, cols.arxiv_id, cols.score, cols.reason)
+        {"delivery_id": d, "rank": rank, "arxiv_id": aid, "score": score, "reason": reason, "evidence": ev}
+        for d, rank, aid, score, reason, ev in zip(
+            (delivery[r] for r in cols.row), cols.rank, cols.arxiv_id, cols.score, cols.reason, evidence)
         if d
     ]
     if items:
@@ -203,7 +206,7 @@ def claim_batch(session: Session, digest_date: date | None, limit: int,
     due = _due(kind, digest_date, ids, exclude)
     candidates = (
         select(DeliveryRow.id, SubscriberRow.status, SubscriberRow.email, SubscriberRow.name, SubscriberRow.link_key,
-               SubscriberRow.frequency)
+               SubscriberRow.frequency, SubscriberRow.thumbnails, SubscriberRow.plain_text)
         .join(SubscriberRow, SubscriberRow.id == DeliveryRow.subscriber_id)
         .where(due).order_by(DeliveryRow.id).limit(limit)
     )
@@ -212,12 +215,12 @@ def claim_batch(session: Session, digest_date: date | None, limit: int,
     token = secrets.token_hex(16)
     found = session.execute(candidates).all()
     gone: dict[str, list[int]] = {}
-    live: dict[int, tuple[str, str | None, str, str]] = {}
-    for delivery_id, status, email, name, link_key, frequency in found:
+    live: dict[int, tuple[str, str | None, str, str, bool, bool]] = {}
+    for delivery_id, status, email, name, link_key, frequency, thumbnails, plain_text in found:
         if kind is DeliveryKind.digest and status != SubscriberStatus.active.value:
             gone.setdefault(status, []).append(delivery_id)
         else:
-            live[delivery_id] = (email, name, link_key, frequency)
+            live[delivery_id] = (email, name, link_key, frequency, bool(thumbnails), bool(plain_text))
     skipped = 0
     now = utcnow()
     for status, delivery_ids in gone.items():
@@ -384,11 +387,11 @@ def items_of_many(session: Session, delivery_ids: Iterable[int]) -> dict[int, li
         return out
     rows = session.execute(
         select(DeliveryItemRow.delivery_id, DeliveryItemRow.arxiv_id, DeliveryItemRow.rank, DeliveryItemRow.score,
-               DeliveryItemRow.reason)
+               DeliveryItemRow.reason, DeliveryItemRow.evidence)
         .where(DeliveryItemRow.delivery_id.in_(ids)).order_by(DeliveryItemRow.delivery_id, DeliveryItemRow.rank)
     )
-    for delivery_id, arxiv_id, rank, score, reason in rows:
-        out[delivery_id].append(Pick(arxiv_id=arxiv_id, rank=rank, score=score, reason=reason))
+    for delivery_id, arxiv_id, rank, score, reason, evidence in rows:
+        out[delivery_id].append(Pick(arxiv_id=arxiv_id, rank=rank, score=score, reason=reason, evidence=evidence))
     return out
 
 
@@ -396,7 +399,7 @@ def items_of(session: Session, delivery_id: int) -> list[Pick]:
     rows = session.scalars(
         select(DeliveryItemRow).where(DeliveryItemRow.delivery_id == delivery_id).order_by(DeliveryItemRow.rank)
     )
-    return [Pick(arxiv_id=r.arxiv_id, rank=r.rank, score=r.score, reason=r.reason) for r in rows]
+    return [Pick(arxiv_id=r.arxiv_id, rank=r.rank, score=r.score, reason=r.reason, evidence=r.evidence) for r in rows]
 
 
 def status_counts(session: Session, digest_date: date | None,

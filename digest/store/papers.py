@@ -14,7 +14,7 @@ from digest.store.tables import PaperRow, UpvoteRow, utcnow
 # Fields a re-fetch may change; everything else is fixed once stored.
 _MUTABLE = (
     "title", "abstract", "authors", "published_at", "num_comments", "ai_summary", "ai_keywords",
-    "github_url", "project_url", "thumbnail_url", "organization",
+    "github_url", "project_url", "thumbnail_url", "organization", "organization_name", "github_stars", "media_urls",
 )
 
 
@@ -31,6 +31,9 @@ def _row_values(p: Paper) -> dict[str, object]:
         "project_url": p.project_url,
         "thumbnail_url": p.thumbnail_url,
         "organization": p.organization,
+        "organization_name": p.organization_name,
+        "github_stars": p.github_stars,
+        "media_urls": list(p.media_urls),
     }
 
 
@@ -118,7 +121,8 @@ def row_to_paper(row: PaperRow) -> Paper:
         listing_date=row.listing_date, published_at=row.published_at, upvotes=row.upvotes,
         num_comments=row.num_comments, ai_summary=row.ai_summary, ai_keywords=tuple(row.ai_keywords),
         github_url=row.github_url, project_url=row.project_url, thumbnail_url=row.thumbnail_url,
-        organization=row.organization,
+        organization=row.organization, organization_name=row.organization_name, github_stars=row.github_stars,
+        media_urls=tuple(row.media_urls or ()),
     )
 
 

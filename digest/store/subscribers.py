@@ -50,6 +50,8 @@ class Preferences:
     frequency: str = "daily"
     seed_papers: Sequence[str] | None = None  # arXiv ids (resolved by digest.seeds); None = unchanged
     weekday: int | str | None = None  # weekly: mon..sun or 0..6 (None: Friday); daily: must be None
+    thumbnails: bool = False  # each paper's thumbnail in the HTML part
+    plain_text: bool = False  # the text part alone, no HTML
 
 
 def row_to_subscriber(row: SubscriberRow) -> Subscriber:
@@ -62,6 +64,7 @@ def row_to_subscriber(row: SubscriberRow) -> Subscriber:
         link_key=row.link_key, status_changed_at=row.status_changed_at,
         pending_interests=tuple(row.pending_interests) if row.pending_interests is not None else None,
         pending_max_papers=row.pending_max_papers, feed_key=row.feed_key, weekday=row.weekday,
+        thumbnails=bool(row.thumbnails), plain_text=bool(row.plain_text),
     )
 
 
@@ -70,6 +73,12 @@ def _set_status(row: SubscriberRow, status: SubscriberStatus) -> None:
     if row.status != status.value:
         row.status = status.value
         row.status_changed_at = utcnow()
+
+
+def _flag(value: object, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{what} must be true or false, not {value!r}")
+    return value
 
 
 def _apply(row: SubscriberRow, prefs: Preferences) -> None:
@@ -89,6 +98,8 @@ def _apply(row: SubscriberRow, prefs: Preferences) -> None:
         "max_papers": check_max_papers(prefs.max_papers),
         "frequency": frequency,
         "weekday": weekday,
+        "thumbnails": _flag(prefs.thumbnails, "thumbnails"),
+        "plain_text": _flag(prefs.plain_text, "plain text"),
     }
     if prefs.seed_papers is not None:
         values["seed_papers"] = clean_list([normalise_arxiv_id(a) for a in prefs.seed_papers], "seed papers")
@@ -110,6 +121,8 @@ def add_subscriber(
     status: SubscriberStatus = SubscriberStatus.active,
     frequency: str = "daily",
     weekday: int | str | None = None,
+    thumbnails: bool = False,
+    plain_text: bool = False,
 ) -> Subscriber:
     """Validate and store a subscriber. Raises ``InvalidAddressError``, ``ValueError`` (a list or number
     out of bounds) or ``SubscriberExistsError``."""
@@ -120,7 +133,7 @@ def add_subscriber(
     row = SubscriberRow(email=address, name=clean_name(name), status=status.value, link_key=new_link_key(),
                         created_at=now, status_changed_at=now)
     _apply(row, Preferences(interests, negative_interests, include_keywords, exclude_keywords, max_papers,
-                            frequency, weekday=weekday))
+                            frequency, weekday=weekday, thumbnails=thumbnails, plain_text=plain_text))
     row.seed_papers = clean_list([normalise_arxiv_id(s) for s in seed_papers], "seed papers")
     session.add(row)
     session.flush()
@@ -372,7 +385,7 @@ _EDITABLE_EXTRA = ("name", "status")
 def edit_subscriber(session: Session, email: str, **changes: object) -> Subscriber:
     """The operator's edit of one subscriber: any of the ``Preferences`` fields (interests,
     negative_interests, include_keywords, exclude_keywords, max_papers, frequency, weekday, seed_papers:
-    already resolved arXiv ids) and ``name``, ``status``. Fields not given keep their value. Every value is
+    already resolved arXiv ids, thumbnails, plain_text) and ``name``, ``status``. Fields not given keep their value. Every value is
     validated before anything is written: ``ValueError`` / ``InvalidAddressError`` leave the row as it was;
     ``SubscriberNotFoundError`` for an unknown address; ``TypeError`` for a field that cannot be edited.
     ``status="active"`` makes a bounced (suppressed), pending or unsubscribed address active again."""

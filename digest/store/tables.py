@@ -6,8 +6,8 @@ import secrets
 from datetime import date, datetime, timezone
 
 from sqlalchemy import (
-    JSON, Date, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, SmallInteger, String, Text,
-    UniqueConstraint,
+    JSON, Boolean, Date, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, SmallInteger, String, Text,
+    UniqueConstraint, false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -50,6 +50,11 @@ class PaperRow(Base):
     project_url: Mapped[str | None] = mapped_column(Text)
     thumbnail_url: Mapped[str | None] = mapped_column(Text)
     organization: Mapped[str | None] = mapped_column(String(200))
+    # Migration 0009: the rest of what a listing says about a paper, so that badges (and, later, following
+    # labs or asking for code) need no new fetch.
+    organization_name: Mapped[str | None] = mapped_column(String(200))  # the HF handle
+    github_stars: Mapped[int | None] = mapped_column(Integer)
+    media_urls: Mapped[list[str] | None] = mapped_column(JSON, default=list)  # NULL: stored before 0009
     content_hash: Mapped[str] = mapped_column(String(64))
     first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -105,6 +110,9 @@ class SubscriberRow(Base):
     # frequency "weekly": the weekday (0 = Monday, date.weekday()) of the listing days whose digest they get;
     # NULL when daily (migration 0008). The weekday of the digest date, a date in DIGEST_TIMEZONE.
     weekday: Mapped[int | None] = mapped_column(SmallInteger)
+    # How the digest looks (migration 0009): thumbnails in the HTML part; the text part alone.
+    thumbnails: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    plain_text: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class PaperEmbeddingRow(Base):
@@ -123,6 +131,24 @@ class PaperEmbeddingRow(Base):
     # The precision the model ran at ("fp32", "bf16"): part of the key, so switching DIGEST_EMBED_BF16
     # never mixes vectors of both precisions in one ranking (migration 0006).
     precision: Mapped[str] = mapped_column(String(8), primary_key=True, default="fp32", server_default="fp32")
+
+
+class SentenceEmbeddingRow(Base):
+    """One paper's abstract split into sentences, and their vectors for one model and precision: computed
+    once (digest.explain), again only when the title or abstract changes (``content_hash``)."""
+
+    __tablename__ = "sentence_embeddings"
+
+    arxiv_id: Mapped[str] = mapped_column(
+        ForeignKey("papers.arxiv_id", ondelete="CASCADE"), primary_key=True
+    )
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    precision: Mapped[str] = mapped_column(String(8), primary_key=True)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    sentences: Mapped[list[str]] = mapped_column(JSON)
+    dim: Mapped[int] = mapped_column(Integer)
+    vectors: Mapped[bytes] = mapped_column(LargeBinary)  # len(sentences) x dim float32, little-endian, unit rows
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class InterestEmbeddingRow(Base):
@@ -194,6 +220,9 @@ class DeliveryItemRow(Base):
     arxiv_id: Mapped[str] = mapped_column(ForeignKey("papers.arxiv_id"), index=True)
     score: Mapped[float] = mapped_column(Float)
     reason: Mapped[str] = mapped_column(Text)
+    # The abstract's sentence that matches the deciding interest best (digest.explain), shown beside the
+    # reason; NULL when no interest decided the pick (migration 0009).
+    evidence: Mapped[str | None] = mapped_column(Text)
 
     delivery: Mapped[DeliveryRow] = relationship(back_populates="items")
 

@@ -220,9 +220,10 @@ def day_page(day: str, web: Web) -> Response:
     cards: list[dict[str, Any]] = []
     for n, p in enumerate(papers, 1):
         v = paper_view(p, web.settings.hf_base_url)
-        cards.append({"n": n, "title": v.title, "url": v.url, "authors": v.authors, "reason": "",
+        cards.append({"n": n, "title": v.title, "url": v.url, "authors": v.authors, "reason": "", "evidence": "",
                       "upvotes": v.upvotes, "summary": v.summary, "summary_is_ai": v.summary_is_ai,
-                      "links": v.links, "more_url": None, "less_url": None})
+                      "links": v.links, "code_url": v.code_url, "stars": v.stars, "project_url": v.project_url,
+                      "organization": v.organization, "thumbnail": None, "more_url": None, "less_url": None})
     iso = parsed.isoformat()
     return _public(page(
         "day.html.j2", 200, title=f"Trending papers of {iso} - Papers Digest", date_iso=iso,

@@ -101,6 +101,15 @@ def resolve_seeds(engine: Engine, settings: Settings, ids: list[str]) -> None:
                                "please try again later.") from None
 
 
+def checkbox(value: str | None, what: str) -> bool:
+    """A checkbox: absent is unchecked; checked sends "on" (or a value the page gave it)."""
+    if value is None or value == "":
+        return False
+    if value in ("on", "1", "true", "yes"):
+        return True
+    raise FormError(f"{what}: not a checkbox value")
+
+
 def weekday(raw: str) -> int:
     try:
         return parse_weekday(raw)
@@ -109,7 +118,8 @@ def weekday(raw: str) -> int:
 
 
 def parse_preferences(interests: str, negative_interests: str, include_keywords: str, exclude_keywords: str,
-                      papers: str, frequency: str, seeds: str | None = None, day: str = "") -> Preferences:
+                      papers: str, frequency: str, seeds: str | None = None, day: str = "",
+                      thumbnails: str | None = None, plain_text: str | None = None) -> Preferences:
     """The preferences form. The weekday counts only for a weekly digest (the select is always there)."""
     if frequency not in FREQUENCIES:
         raise FormError("frequency must be daily or weekly")
@@ -119,6 +129,7 @@ def parse_preferences(interests: str, negative_interests: str, include_keywords:
         exclude_keywords=lines(exclude_keywords, "exclude keywords"), max_papers=max_papers(papers),
         frequency=frequency, seed_papers=seed_papers(seeds),
         weekday=(weekday(day) if day.strip() else DEFAULT_WEEKDAY) if frequency == "weekly" else None,
+        thumbnails=checkbox(thumbnails, "thumbnails"), plain_text=checkbox(plain_text, "plain text only"),
     )
 
 
@@ -130,4 +141,5 @@ def preferences_values(prefs: Preferences) -> dict[str, object]:
         "max_papers": prefs.max_papers, "frequency": prefs.frequency,
         "seed_papers": "\n".join(prefs.seed_papers or ()),
         "weekday": WEEKDAYS[DEFAULT_WEEKDAY if prefs.weekday is None else parse_weekday(prefs.weekday)],
+        "thumbnails": prefs.thumbnails, "plain_text": prefs.plain_text,
     }
