@@ -690,24 +690,32 @@ def run(
 
     One line in the terminal; the trace is in the run's Prefect logs."""
     from flows.daily import NO_LISTING, daily_digest
-    from flows.prefect_api import PrefectApiError, prefect_api
 
     quiet_prefect(verbose)
+    state, value = _run_flow(lambda: daily_digest(day=parse_day(day), listing_file=str(from_file) if from_file
+                                                  else None, send=not dry_run, return_state=True), "the run")
+    _print_summary(value)
+    if state.name == NO_LISTING:
+        err.print(f"[bold yellow]warning:[/] {state.message}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_NO_LISTING)
+
+
+def _run_flow(call: Callable[[], Any], what: str) -> tuple[Any, Any]:
+    """Run a flow (``call`` returns its final state) against a Prefect API, and give its state and result;
+    a run that did not complete is one line and the exit code of its error."""
+    from flows.prefect_api import PrefectApiError, prefect_api
+
     try:
         with prefect_api(scheduler=False):
-            state = daily_digest(day=parse_day(day), listing_file=str(from_file) if from_file else None,
-                                 send=not dry_run, return_state=True)
+            state = call()
     except PrefectApiError as e:
         raise fail(e, EXIT_USER_ERROR) from None
     value = state.result(raise_on_failure=False)
     if not state.is_completed():
         if isinstance(value, BaseException):
             raise fail(value, exit_code_for(value)) from None
-        raise fail(f"the run ended {state.name}: {state.message}", EXIT_FAILED)
-    _print_summary(value)
-    if state.name == NO_LISTING:
-        err.print(f"[bold yellow]warning:[/] {state.message}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_NO_LISTING)
+        raise fail(f"{what} ended {state.name}: {state.message}", EXIT_FAILED)
+    return state, value
 
 
 def _print_summary(summary: Any) -> None:
@@ -735,22 +743,13 @@ def backfill(
     date is planned and sent as `digest run` would."""
     from flows.backfill import backfill as backfill_flow
     from flows.backfill import dates_between
-    from flows.prefect_api import PrefectApiError, prefect_api
 
     first, last = parse_day(start), parse_day(end)
     dates_between(first, last)  # type: ignore[arg-type]  # an empty range: one line, before Prefect starts
     quiet_prefect(verbose)
-    try:
-        with prefect_api(scheduler=False):
-            state = backfill_flow(start=first, end=last, send=send, refresh=refresh,  # type: ignore[arg-type]
-                                  preview_dir=str(preview_dir) if preview_dir else None, return_state=True)
-    except PrefectApiError as e:
-        raise fail(e, EXIT_USER_ERROR) from None
-    value = state.result(raise_on_failure=False)
-    if not state.is_completed():
-        if isinstance(value, BaseException):
-            raise fail(value, exit_code_for(value)) from None
-        raise fail(f"the backfill ended {state.name}: {state.message}", EXIT_FAILED)
+    _, value = _run_flow(lambda: backfill_flow(start=first, end=last, send=send, refresh=refresh,  # type: ignore[arg-type]
+                                               preview_dir=str(preview_dir) if preview_dir else None,
+                                               return_state=True), "the backfill")
     t = Table(title=f"Backfill {start} to {end}")
     for col in ("date", "status", "fetched", "new", "embedded", "previews", "planned", "sent"):
         t.add_column(col)

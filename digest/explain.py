@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from digest.bm25 import Lexicon, bm25n
 from digest.embed import Embedder, encode_texts
 from digest.models import Paper, Pick
+from digest.text import trim
 from digest.store.sentences import SentenceVectors, save_sentence_vectors, sentence_vectors
 
 MAX_SENTENCES = 64  # sentences kept per abstract (real abstracts have 5-15)
@@ -78,13 +79,7 @@ def deciding_interest(reason: str) -> str | None:
 
 def quote(sentence: str, limit: int = EVIDENCE_CHARS) -> str:
     """``sentence`` as shown: cut at a word boundary to at most ``limit`` characters, with an ellipsis."""
-    if len(sentence) <= limit:
-        return sentence
-    cut = sentence[: limit - 1]
-    space = cut.rfind(" ")
-    if space > limit // 2:
-        cut = cut[:space]
-    return cut.rstrip(" ,;:.-") + "\u2026"
+    return trim(sentence, limit)
 
 
 def paper_sentences(session: Session, embedder: Embedder, papers: Iterable[Paper]) -> dict[str, SentenceVectors]:

@@ -22,7 +22,7 @@ import css_inline
 from jinja2 import BaseLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined
 
 from digest.models import Paper, Pick, Subscriber
-from digest.text import has_control, one_line
+from digest.text import has_control, one_line, trim
 
 if TYPE_CHECKING:
     from digest.config import Settings
@@ -197,17 +197,6 @@ def safe_url(url: str | None) -> str | None:
     except ValueError:
         return None
     return url if parts.scheme in ("http", "https") and parts.netloc else None
-
-
-def trim(text: str, limit: int) -> str:
-    """``text`` cut at a word boundary to at most ``limit`` characters, with an ellipsis if cut."""
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    space = cut.rfind(" ")
-    if space > limit // 2:
-        cut = cut[:space]
-    return cut.rstrip(" ,;:.-") + "…"
 
 
 def authors_line(authors: Sequence[str]) -> str:

@@ -27,3 +27,15 @@ def one_line(value: str | None) -> str:
 def has_control(value: str) -> bool:
     """Whether ``value`` holds any character ``one_line`` would remove (line breaks included)."""
     return CONTROL.search(value) is not None
+
+
+def trim(text: str, limit: int) -> str:
+    """``text`` cut at a word boundary to at most ``limit`` characters, with an ellipsis if cut (a subject,
+    a summary, a quoted sentence)."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:.-") + "\u2026"
