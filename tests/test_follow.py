@@ -7,11 +7,15 @@ import dataclasses
 
 import numpy as np
 import pytest
+from sqlalchemy import update
 from typer.testing import CliRunner
 
 from digest.cli import app
 from digest.explain import deciding_interest
 from digest.models import Subscriber
+from digest.store import create_db_engine, session_factory, upgrade
+from digest.store.subscribers import add_subscriber, edit_subscriber, get_subscriber
+from digest.store.tables import SubscriberRow
 from digest.rank import PaperMatrix, Profile, RankParams, follow_key, rank_subscribers
 from digest.render import build_context, reason_text, render_digest
 from digest.signing import LinkSigner
@@ -118,6 +122,7 @@ def test_the_mail_says_why_a_followed_paper_is_there() -> None:
     assert "Matches your interest" in r.text
 
 
+@pytest.mark.all_backends
 def test_cli_add_edit_show_round_trip(db_url: str) -> None:
     env = {"DIGEST_DATABASE_URL": db_url, "DIGEST_EMBED_INTERESTS_ON_WRITE": "false"}
     ok = runner.invoke(app, ["subscribers", "add", "a@example.com", "--interest", "robots", "--follow-org", "nvidia",
@@ -137,3 +142,19 @@ def test_cli_add_edit_show_round_trip(db_url: str) -> None:
     flat = " ".join(shown.split())
     assert "Yixuan Wang" in flat and "Jane Doe" not in flat and "nvidia" not in flat
     assert "robots" in flat  # what was not given stays
+
+
+@pytest.mark.all_backends
+def test_a_subscriber_stored_before_migration_0010_follows_nobody(db_url: str) -> None:
+    """Migration 0010 leaves the follows of existing rows NULL: they read as none and can be edited."""
+    engine = create_db_engine(db_url)
+    upgrade(engine)
+    with session_factory(engine).begin() as session:
+        add_subscriber(session, "old@example.org", interests=["robots"])
+        session.execute(update(SubscriberRow).values(follow_orgs=None, follow_authors=None))
+    with session_factory(engine).begin() as session:
+        old = get_subscriber(session, "old@example.org")
+        assert (old.follow_orgs, old.follow_authors, old.only_with_code) == ((), (), False)
+        new = edit_subscriber(session, "old@example.org", follow_authors=["Jane Doe", "jane  doe"])
+        assert (new.follow_orgs, new.follow_authors, new.interests) == ((), ("Jane Doe",), ("robots",))
+    engine.dispose()
