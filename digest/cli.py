@@ -221,6 +221,12 @@ def subscribers_add(
         "--thumbnails/--no-thumbnails", help="Show each paper's thumbnail image in the mail (default: no).")] = False,
     plain_text: Annotated[bool, typer.Option(
         "--plain-text/--no-plain-text", help="Send the plain text alone, no HTML (default: HTML and text).")] = False,
+    follow_org: Annotated[list[str] | None, typer.Option(
+        "--follow-org", help="A lab to follow: its Hugging Face name or display name, any case (repeatable).")] = None,
+    follow_author: Annotated[list[str] | None, typer.Option(
+        "--follow-author", help="An author to follow, by full name, any case (repeatable).")] = None,
+    only_with_code: Annotated[bool, typer.Option(
+        "--only-with-code/--no-only-with-code", help="Only papers with a GitHub repository (default: no).")] = False,
 ) -> None:
     """Add an active subscriber."""
     from digest.cadence import default_max_papers
@@ -247,7 +253,8 @@ def subscribers_add(
             session, email, name=name, interests=interest or [], negative_interests=not_interested or [],
             include_keywords=include or [], exclude_keywords=exclude or [], seed_papers=seeds,
             max_papers=max_papers, frequency=frequency, weekday=weekday, thumbnails=thumbnails,
-            plain_text=plain_text,
+            plain_text=plain_text, follow_orgs=follow_org or [], follow_authors=follow_author or [],
+            only_with_code=only_with_code,
         )
     out.print(f"added {sub.email} ({len(sub.interests)} interests, {len(sub.seed_papers)} seed papers, "
               f"{cadence_text(sub.frequency, sub.weekday)}, {sub.max_papers} papers a digest)", highlight=False,
@@ -301,6 +308,8 @@ def subscribers_show(email: str) -> None:
         ("cadence", cadence_text(sub.frequency, sub.weekday)),
         ("thumbnails", "yes" if sub.thumbnails else "no"),
         ("plain text only", "yes" if sub.plain_text else "no"),
+        ("follows labs", listed(sub.follow_orgs)), ("follows authors", listed(sub.follow_authors)),
+        ("only with code", "yes" if sub.only_with_code else "no"),
     ):
         t.add_row(key, value)
     out.print(t)
@@ -337,13 +346,20 @@ def subscribers_edit(
         "--thumbnails/--no-thumbnails", help="Show each paper's thumbnail image in the mail, or not.")] = None,
     plain_text: Annotated[bool | None, typer.Option(
         "--plain-text/--no-plain-text", help="Send the plain text alone (no HTML), or HTML and text.")] = None,
+    follow_org: Annotated[list[str] | None, typer.Option(
+        "--follow-org", help="Replaces the labs followed (repeatable; \"\" clears).")] = None,
+    follow_author: Annotated[list[str] | None, typer.Option(
+        "--follow-author", help="Replaces the authors followed (repeatable; \"\" clears).")] = None,
+    only_with_code: Annotated[bool | None, typer.Option(
+        "--only-with-code/--no-only-with-code", help="Only papers with a GitHub repository, or all.")] = None,
 ) -> None:
     """Change a subscriber: each option given replaces that field; the others stay as they are."""
     given: dict[str, object] = {
         "interests": interest, "negative_interests": not_interested, "include_keywords": include,
         "exclude_keywords": exclude, "seed_papers": seed_paper, "max_papers": max_papers, "name": name,
         "status": status, "frequency": frequency, "weekday": weekday, "thumbnails": thumbnails,
-        "plain_text": plain_text,
+        "plain_text": plain_text, "follow_orgs": follow_org, "follow_authors": follow_author,
+        "only_with_code": only_with_code,
     }
     changes = {k: v for k, v in given.items() if v is not None}
     if not changes:

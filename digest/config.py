@@ -124,6 +124,11 @@ class Settings(BaseSettings):
     rank_vote_full: float = Field(
         0.7, gt=0, le=1, description="Cosine with the voted paper at which a vote has its full effect.",
     )
+    rank_follow_boost: float = Field(
+        0.15, ge=0, le=0.5, description="Added to the relevance of a paper from a lab or by an author the "
+        "subscriber follows (once, however many follows match); such a paper passes the relevance threshold "
+        "even without a matching interest. Bounded so that a follow never outweighs a strong interest match.",
+    )
 
     # Mail (issue: email)
     smtp_host: str | None = None

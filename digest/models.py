@@ -101,6 +101,9 @@ class Subscriber:
     weekday: int | None = None  # weekly: the listing day's weekday of their digest, 0 = Monday; daily: None
     thumbnails: bool = False  # show each paper's thumbnail image in the HTML part
     plain_text: bool = False  # send the text part alone (a text/plain mail, no HTML)
+    follow_orgs: tuple[str, ...] = ()  # labs followed: HF handle or display name, any case
+    follow_authors: tuple[str, ...] = ()  # authors followed, by full name, any case
+    only_with_code: bool = False  # never pick a paper without a GitHub repository
 
 
 @dataclass(frozen=True, slots=True)

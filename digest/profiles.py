@@ -21,7 +21,7 @@ from digest.bm25 import NO_TERMS, Lexicon, QueryTerms, document
 from digest.embed import Embedder, embed_missing, encode_texts, stored_paper_vectors
 from digest.lexicon import store_lexicon
 from digest.models import Paper, Subscriber
-from digest.rank import PaperMatrix, Profile
+from digest.rank import PaperMatrix, Profile, follow_key
 from digest.store.feedback import votes_for
 from digest.store.papers import papers_by_ids
 from digest.store.upvotes import upvote_rises
@@ -106,6 +106,9 @@ def profile_from_vectors(
         seen=frozenset(sub.seed_papers) | frozenset(v[0] for v in feedback),
         terms=tuple(pos_terms) if any(pos_terms) else (),
         votes=stack(votes) if votes else None, vote_weights=tuple(weights), vote_reasons=tuple(vote_reasons),
+        follows=tuple(dict.fromkeys([*(follow_key("org", o) for o in sub.follow_orgs),
+                                     *(follow_key("author", a) for a in sub.follow_authors)])),
+        only_with_code=sub.only_with_code,
     )
 
 

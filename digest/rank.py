@@ -15,8 +15,12 @@ For every subscriber at once (chunks of subscribers, matrix products):
   leaves four papers in five untouched and the kernel is full for papers closer than almost any pair. Likes add
   ``like_weight`` x min(1, sum a k), dislikes subtract ``dislike_weight`` x min(1, sum a k): bounded in
   total, whatever the number of votes, so votes never outweigh the declared interests;
+* follows: a paper from a lab the subscriber follows (its HF handle or display name) or by an author they
+  follow (full name; both any case, whitespace collapsed) gets ``follow_boost`` added to its score, once
+  however many follows match, and passes ``min_relevance`` even without a matching interest;
 * hard filters: the subscriber's window of listing dates, already-sent papers (``exclude``), include /
-  exclude keywords (whole words, any case, phrases allowed: ``keyword_pattern``), and ``min_relevance``;
+  exclude keywords (whole words, any case, phrases allowed: ``keyword_pattern``), "only papers with code"
+  (no GitHub repository: never picked), and ``min_relevance``;
 * score = ``relevance_weight`` x relevance + ``trending_weight`` x trend + ``rising_weight`` x rising +
   ``age_weight`` x freshness, where trend = log1p(upvotes) normalised to [0, 1] within the candidate papers,
   rising = the upvote velocity on a fixed scale (``PaperMatrix.from_papers``) and freshness = 1 for a
@@ -29,11 +33,14 @@ For every subscriber at once (chunks of subscribers, matrix products):
   ``topup_min_relevance`` (reason "closest: <the positive's reason>"), then with the most upvoted ones
   ("trending"); same window, already-sent set and keyword filters, never a paper a negative interest or
   a dislike pushes down;
-* a subscriber without any positive gets the most upvoted papers of the window ("trending").
+* a subscriber without any positive gets the most upvoted papers of the window ("trending"), the papers
+  they follow first.
 
 Reasons: the positive that gave the max ("interest: x", "seed paper: id"); "liked: id" when a vote lifted
 the paper over ``min_relevance``; "rising: +N upvotes since T" when the rising term decided the pick
-(without it, the best paper left out would have scored higher).
+(without it, the best paper left out would have scored higher); "from <lab>, which you follow" / "by
+<author>, whom you follow" when the follow decided it (without the boost the paper would not have passed
+``min_relevance`` or made the cut).
 
 Speed: the distinct vectors of all subscribers are deduplicated (by key: the same interest text is one
 vector) and stacked once; each chunk multiplies a view or one gather of them with the papers.
@@ -61,6 +68,8 @@ TRENDING = "trending"
 CLOSEST = "closest"
 RISING = "rising"
 LIKED = "liked"
+FOLLOW_ORG = "from {}, which you follow"
+FOLLOW_AUTHOR = "by {}, whom you follow"
 # The rising signal: upvotes gained per hour, on a fixed log scale that reaches 1 at RISING_FULL per hour
 # (a paper of the day's top few gains ~100-300 in its first day: ~4-12 an hour). Fewer than RISING_MIN_GAIN
 # upvotes gained is no rise.
@@ -108,6 +117,7 @@ class RankParams:
     dislike_weight: float = 0.3
     vote_floor: float = 0.45
     vote_full: float = 0.7
+    follow_boost: float = 0.15  # added to the score of a paper from a followed lab or by a followed author
 
     @classmethod
     def from_settings(cls, settings: Any) -> RankParams:
@@ -129,6 +139,7 @@ class RankParams:
             dislike_weight=settings.rank_dislike_weight,
             vote_floor=settings.rank_vote_floor,
             vote_full=settings.rank_vote_full,
+            follow_boost=settings.rank_follow_boost,
         )
 
 
@@ -144,6 +155,9 @@ class PaperMatrix:
     terms: PaperTerms | None = None  # the lexical side of relevance (None: cosine only)
     rising: np.ndarray | None = None  # (n,) in [0, 1]
     rising_reasons: tuple[str, ...] = ()  # per paper: "rising: +N upvotes since T", "" when not rising
+    # Follows: follow_key(...) -> the papers of that lab / by that author, with the name as the paper gives it.
+    follows: Mapping[str, tuple[np.ndarray, str]] = field(default_factory=dict)
+    has_code: np.ndarray | None = None  # (n,) bool: a GitHub repository; None: unknown, no code filter
 
     @classmethod
     def from_papers(
@@ -175,6 +189,16 @@ class PaperMatrix:
                 rising[j] = min(1.0, math.log1p(r[2]) / math.log1p(RISING_FULL))
                 why[j] = f"{RISING}: +{r[0]} upvotes since {r[1]:%Y-%m-%d %H:%M} UTC"
             rising_reasons = tuple(why)
+        follows: dict[str, tuple[list[int], str]] = {}
+        for j, p in enumerate(kept):
+            lab = p.organization or p.organization_name
+            keys = {follow_key("org", name) for name in (p.organization_name, p.organization) if name}
+            named = [(k, lab) for k in keys] + [(follow_key("author", a), a) for a in p.authors]
+            for k, name in named:
+                if k.partition(":")[2]:
+                    got = follows.setdefault(k, ([], " ".join(str(name).split())))[0]
+                    if not got or got[-1] != j:
+                        got.append(j)
         return cls(
             ids=tuple(p.arxiv_id for p in kept),
             vectors=mat,
@@ -184,6 +208,8 @@ class PaperMatrix:
             terms=lexicon.papers(docs) if lexicon is not None else None,
             rising=rising,
             rising_reasons=rising_reasons,
+            follows={k: (np.array(js, dtype=np.int64), name) for k, (js, name) in follows.items()},
+            has_code=np.array([bool(p.github_url) for p in kept], dtype=bool),
         )
 
     def __len__(self) -> int:
@@ -214,6 +240,8 @@ class Profile:
     votes: np.ndarray | None = None  # (v, d) float32
     vote_weights: tuple[float, ...] = ()
     vote_reasons: tuple[str, ...] = ()
+    follows: tuple[str, ...] = ()  # ``follow_key``s of the labs and authors followed
+    only_with_code: bool = False  # papers without a GitHub repository are never picked
 
     @property
     def has_interests(self) -> bool:
@@ -276,6 +304,35 @@ class Ranking:
 # ------------------------------------------------------------------------------------------ filters
 
 
+def follow_key(kind: str, name: str) -> str:
+    """How a follow and a paper's lab or author are matched: ``org:`` or ``author:`` and the name with
+    whitespace collapsed, any case (``follow_key("org", "NVIDIA ")`` == ``follow_key("org", "nvidia")``)."""
+    return f"{kind}:{' '.join(name.split()).casefold()}"
+
+
+def _followed(profiles: Sequence[Profile], papers: PaperMatrix) -> np.ndarray | None:
+    """(B, n) bool: the paper is from a lab or by an author the subscriber follows; None: no follows."""
+    fol = None
+    for b, prof in enumerate(profiles):
+        for key in prof.follows:
+            hit = papers.follows.get(key)
+            if hit is not None:
+                if fol is None:
+                    fol = np.zeros((len(profiles), len(papers)), dtype=bool)
+                fol[b, hit[0]] = True
+    return fol
+
+
+def _follow_reason(prof: Profile, papers: PaperMatrix, j: int) -> str:
+    """The reason of a pick the follow decided: the first of the subscriber's follows that names paper ``j``
+    (labs before authors, in the order they were given)."""
+    for key in sorted(prof.follows, key=lambda k: not k.startswith("org:")):
+        hit = papers.follows.get(key)
+        if hit is not None and j in hit[0]:
+            return (FOLLOW_ORG if key.startswith("org:") else FOLLOW_AUTHOR).format(hit[1])
+    raise AssertionError("a followed paper without its follow")  # _followed and this read the same map
+
+
 def keyword_pattern(keyword: str) -> re.Pattern[str]:
     """A keyword as subscribers mean it: whole words, any case, a plural 's' allowed, a phrase's words
     separated by spaces or hyphens (``RL`` matches "RL-tuned" but not "world"; ``world model`` matches
@@ -322,6 +379,8 @@ def _allowed(
             allowed[b] &= inc
         for kw in prof.exclude_keywords:
             allowed[b] &= ~_keyword_mask(papers, kw_cache, kw)
+        if prof.only_with_code and papers.has_code is not None:
+            allowed[b] &= papers.has_code
     if rows:
         allowed[np.array(rows), np.array(cols)] = False
     return allowed
@@ -626,12 +685,12 @@ def _select_mmr(
 def _select_trending(allowed: np.ndarray, order: np.ndarray, trend: np.ndarray, caps: np.ndarray):
     B = allowed.shape[0]
     cap_max = int(caps.max(initial=0))
-    a = allowed[:, order]
+    a = np.take_along_axis(allowed, order, axis=1) if order.ndim == 2 else allowed[:, order]  # 2-D: per row
     taken = a & (np.cumsum(a, axis=1) <= caps[:, None])
     index = np.full((B, cap_max), -1, dtype=np.int64)
     r, c = np.nonzero(taken)
     slot = np.cumsum(taken, axis=1)[r, c] - 1
-    index[r, slot] = order[c]
+    index[r, slot] = order[r, c] if order.ndim == 2 else order[c]
     scores = np.where(index >= 0, trend[np.maximum(index, 0)], 0.0).astype(np.float32)
     return index, scores, np.full((B, cap_max), -1, dtype=np.int64)
 
@@ -814,7 +873,12 @@ def rank_subscribers(
             push[vrows] += dis
         score = rel * np.float32(params.relevance_weight) if params.relevance_weight != 1 else rel.copy()
         score += base
-        score[~(allowed & (rel >= min_rel))] = -np.inf
+        fol = _followed(group, papers) if params.follow_boost > 0 else None
+        if fol is not None:
+            score += fol * np.float32(params.follow_boost)
+            score[~(allowed & ((rel >= min_rel) | fol))] = -np.inf
+        else:
+            score[~(allowed & (rel >= min_rel))] = -np.inf
         caps = np.array([p.max_papers for p in group], dtype=np.int64)
         n_pos = n_pos_all[lo : lo + step]
         i_, s_, l_, left = _select_mmr(
@@ -883,6 +947,13 @@ def rank_subscribers(
             decided = (i_ >= 0) & (kind == 0) & (rp > 0) & (s_ - rp < left[:, None])
             for b, t in zip(*np.nonzero(decided)):
                 l_[b, t] = reasons.label(int(rows[b]), papers.rising_reasons[int(i_[b, t])])
+        if fol is not None:
+            js = np.maximum(i_, 0)
+            on = (i_ >= 0) & (kind == 0) & np.take_along_axis(fol, js, axis=1)
+            decided = on & ((np.take_along_axis(rel, js, axis=1) < min_rel)
+                            | (s_ - np.float32(params.follow_boost) < left[:, None]))
+            for b, t in zip(*np.nonzero(decided)):
+                l_[b, t] = reasons.label(int(rows[b]), _follow_reason(group[b], papers, int(i_[b, t])))
         for b, t in zip(*np.nonzero(kind == 1)):
             why = result.reasons[int(rows[b])][int(l_[b, t])]
             l_[b, t] = reasons.label(int(rows[b]), f"{CLOSEST}: {why}")
@@ -894,7 +965,20 @@ def rank_subscribers(
         group = [profiles[i] for i in rows]
         allowed = _allowed(group, papers, d, starts_of(group), exclude, pos, kw_cache)
         caps = np.array([p.max_papers for p in group], dtype=np.int64)
-        i_, s_, l_ = _select_trending(allowed, order, trend, caps)
+        fol = _followed(group, papers) if params.follow_boost > 0 else None
+        if fol is None:
+            i_, s_, l_ = _select_trending(allowed, order, trend, caps)
+        else:
+            # The followed papers first (most upvoted first among them), then the rest by upvotes: a
+            # followed paper that trending alone would not have picked says so.
+            plain, _, _ = _select_trending(allowed, order, trend, caps)
+            ford = np.argsort(~fol[:, order], axis=1, kind="stable")
+            i_, s_, l_ = _select_trending(allowed, order[ford], trend, caps)
+            js = np.maximum(i_, 0)
+            on = (i_ >= 0) & np.take_along_axis(fol, js, axis=1)
+            in_plain = (plain[:, :, None] == i_[:, None, :]).any(axis=1) if plain.size else np.zeros_like(on)
+            for b, t in zip(*np.nonzero(on & ~in_plain)):
+                l_[b, t] = reasons.label(int(rows[b]), _follow_reason(group[b], papers, int(i_[b, t])))
         w = i_.shape[1]
         index[rows, :w], scores[rows, :w], labels[rows, :w] = i_, s_, l_
     result.reasons = reasons.finish()

@@ -210,7 +210,10 @@ def authors_line(authors: Sequence[str]) -> str:
 def reason_text(reason: str) -> str:
     """``Pick.reason`` ("interest: x", "seed paper: id", "liked: id", "trending", "rising: +N upvotes since T",
     "closest: <one of these>") for a human."""
-    kind, _, value = one_line(reason).partition(":")
+    line = one_line(reason)
+    if line.endswith((", which you follow", ", whom you follow")) and line.startswith(("from ", "by ")):
+        return line[:1].upper() + line[1:]  # digest.rank's follow reasons: "From NVIDIA, which you follow"
+    kind, _, value = line.partition(":")
     kind, value = kind.strip().lower(), value.strip()
     if kind == "interest" and value:
         return f"Matches your interest “{value}”"

@@ -45,7 +45,7 @@ from digest.models import (
 )
 from digest.store import session_factory
 from digest.store.outbox import enqueue_confirmations
-from digest.store.subscribers import ids_by_email, insert_subscribers, iter_subscribers, update_subscribers
+from digest.store.subscribers import clean_follows, ids_by_email, insert_subscribers, iter_subscribers, update_subscribers
 
 CHUNK = 2000  # rows read, checked against the store and written together
 LIST_SEPARATOR = ";"
@@ -112,6 +112,25 @@ def _cadence(values: dict[str, object], weekly_max_papers: int) -> None:
         values["max_papers"] = default_max_papers(str(frequency or "daily"), weekly_max_papers)
 
 
+def _follows(what: str) -> Callable[[str], list[str]]:
+    def parse(cell: str) -> list[str]:
+        return clean_follows(cell.split(LIST_SEPARATOR), what)
+
+    return parse
+
+
+def _yes_no(what: str) -> Callable[[str], bool]:
+    def parse(cell: str) -> bool:
+        text = cell.strip().lower()
+        if text in ("", "false", "no", "0"):
+            return False
+        if text in ("true", "yes", "1"):
+            return True
+        raise ValueError(f"{what} must be true, false, yes, no, 1 or 0 (empty: false), not {cell.strip()!r}")
+
+    return parse
+
+
 def _joined(values: Sequence[str]) -> str:
     return f"{LIST_SEPARATOR} ".join(values)
 
@@ -123,6 +142,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("max_papers", "max_papers", _max_papers, lambda s: str(s.max_papers)),
     Column("frequency", "frequency", _frequency, lambda s: s.frequency),
     Column("weekday", "weekday", _weekday, lambda s: WEEKDAYS[s.weekday] if s.weekday is not None else ""),
+    Column("follow_orgs", "follow_orgs", _follows("followed labs"), lambda s: _joined(s.follow_orgs)),
+    Column("follow_authors", "follow_authors", _follows("followed authors"), lambda s: _joined(s.follow_authors)),
+    Column("only_with_code", "only_with_code", _yes_no("only_with_code"),
+           lambda s: "true" if s.only_with_code else "false"),
 )
 
 

@@ -59,6 +59,14 @@ def stored(settings: Settings, status: SubscriberStatus | None = None) -> dict[s
     return {x.email: (x.name, x.interests, x.max_papers, x.status.value) for x in subs}
 
 
+def follows(settings: Settings) -> dict[str, tuple]:
+    engine = pipeline.open_store(settings)
+    with session_factory(engine)() as s:
+        subs = list_subscribers(s)
+    engine.dispose()
+    return {x.email: (x.follow_orgs, x.follow_authors, x.only_with_code) for x in subs}
+
+
 def test_import_keeps_good_rows_and_reports_bad_ones_by_line(settings: Settings, tmp_path: Path) -> None:
     result = runner.invoke(app, ["subscribers", "import", str(write(tmp_path, GOOD_AND_BAD))], env=env(settings))
     assert result.exit_code == 0, result.output
@@ -151,25 +159,38 @@ def test_pending_queues_a_confirmation_mail_each(settings: Settings, tmp_path: P
 
 def test_export_writes_the_import_format_and_round_trips(settings: Settings, tmp_path: Path,
                                                          db_url: str) -> None:
-    text = ("email,name,interests,max_papers\n"
-            "ada@example.org,Ada,\"video diffusion; =SUM(A1)\",5\n"
-            "bob@example.org,\"-Bob, the builder\",,10\n")
+    text = ("email,name,interests,max_papers,follow_orgs,follow_authors,only_with_code\n"
+            "ada@example.org,Ada,\"video diffusion; =SUM(A1)\",5,nvidia; Shanghai AI Laboratory,Jane Doe,yes\n"
+            "bob@example.org,\"-Bob, the builder\",,10,,,\n")
     assert runner.invoke(app, ["subscribers", "import", str(write(tmp_path, text))], env=env(settings)).exit_code == 0
     out = tmp_path / "out.csv"
     result = runner.invoke(app, ["subscribers", "export", str(out)], env=env(settings))
     assert result.exit_code == 0 and "exported 2 subscribers" in result.output
     rows = list(csv.reader(out.open(encoding="utf-8", newline="")))
-    assert rows == [["email", "name", "interests", "max_papers", "frequency", "weekday"],
-                    ["ada@example.org", "Ada", "video diffusion; =SUM(A1)", "5", "daily", ""],
-                    ["bob@example.org", "'-Bob, the builder", "", "10", "daily", ""]]  # a formula is not run by a spreadsheet
+    assert rows == [["email", "name", "interests", "max_papers", "frequency", "weekday", "follow_orgs",
+                     "follow_authors", "only_with_code"],
+                    ["ada@example.org", "Ada", "video diffusion; =SUM(A1)", "5", "daily", "",
+                     "nvidia; Shanghai AI Laboratory", "Jane Doe", "true"],
+                    ["bob@example.org", "'-Bob, the builder", "", "10", "daily", "", "", "", "false"]]  # a formula is not run by a spreadsheet
+    assert follows(settings)["ada@example.org"] == (("nvidia", "Shanghai AI Laboratory"), ("Jane Doe",), True)
     other = Settings(_env_file=None, database_url=f"sqlite:///{tmp_path / 'other.db'}")  # type: ignore[call-arg]
     back = runner.invoke(app, ["subscribers", "import", str(out)], env=env(other))
     assert back.exit_code == 0 and "imported 2" in back.output
-    assert stored(other) == stored(settings)
+    assert stored(other) == stored(settings) and follows(other) == follows(settings)
     pending = runner.invoke(app, ["subscribers", "export", "--status", "pending", str(out)], env=env(settings))
     assert "exported 0 subscribers" in pending.output
     wrong = runner.invoke(app, ["subscribers", "export", "--status", "gone", str(out)], env=env(settings))
     assert wrong.exit_code == 2 and "--status must be one of" in wrong.output
+
+
+def test_only_with_code_takes_yes_no_and_refuses_anything_else(settings: Settings, tmp_path: Path) -> None:
+    text = ("email,only_with_code\nada@example.org,1\nbob@example.org,No\ncy@example.org,\n"
+            "dee@example.org,maybe\n")
+    result = runner.invoke(app, ["subscribers", "import", str(write(tmp_path, text))], env=env(settings))
+    assert result.exit_code == 0, result.output
+    assert "line 5" in result.output and "only_with_code must be true, false, yes, no, 1 or 0" in result.output
+    assert {e: v[2] for e, v in follows(settings).items()} == {"ada@example.org": True, "bob@example.org": False,
+                                                             "cy@example.org": False}
 
 
 def test_the_cadence_columns(settings: Settings, tmp_path: Path) -> None:
@@ -198,7 +219,7 @@ def test_the_cadence_columns(settings: Settings, tmp_path: Path) -> None:
     out = tmp_path / "out.csv"
     assert runner.invoke(app, ["subscribers", "export", str(out)], env=env(settings)).exit_code == 0
     rows = list(csv.reader(out.open(encoding="utf-8", newline="")))
-    assert [r[3:] for r in rows] == [["max_papers", "frequency", "weekday"], ["20", "weekly", "thu"],
+    assert [r[3:6] for r in rows] == [["max_papers", "frequency", "weekday"], ["20", "weekly", "thu"],
                                      ["20", "weekly", "fri"], ["7", "daily", ""]]
 
 

@@ -634,6 +634,29 @@ def test_preferences_weekly_on_a_weekday_round_trip(client: TestClient, web_sett
     assert subscriber_row(web_settings, "wk@example.org").frequency == "daily"
 
 
+def test_preferences_follows_and_only_with_code_round_trip(client: TestClient, web_settings: Settings,
+                                                          signer: LinkSigner) -> None:
+    sid = add_reader(web_settings, "fol@example.org")
+    url = signer.preferences_url(sid, key=link_key(web_settings, sid))
+    page = client.get(url).text
+    assert 'name="follow_orgs"' in page and 'name="follow_authors"' in page
+    assert 'name="only_with_code">' in page  # unchecked
+    r = client.post(url, data={**_prefs_form(follow_orgs="nvidia\n\nShanghai AI Laboratory\nNVIDIA",
+                                             follow_authors="Jane Doe", only_with_code="on"),
+                               "csrf_token": csrf(page)}, headers={"Origin": PUBLIC})
+    assert r.status_code == 200 and "saved" in r.text, r.text
+    sub = subscriber_row(web_settings, "fol@example.org")
+    assert (sub.follow_orgs, sub.follow_authors, sub.only_with_code) == (
+        ["nvidia", "Shanghai AI Laboratory"], ["Jane Doe"], True)
+    again = client.get(url).text
+    assert ">nvidia\nShanghai AI Laboratory</textarea>" in again and ">Jane Doe</textarea>" in again
+    assert 'name="only_with_code" checked>' in again
+    r = client.post(url, data={**_prefs_form(), "csrf_token": csrf(again)}, headers={"Origin": PUBLIC})
+    assert r.status_code == 200
+    sub = subscriber_row(web_settings, "fol@example.org")
+    assert (sub.follow_orgs, sub.follow_authors, sub.only_with_code) == ([], [], False)
+
+
 @pytest.mark.parametrize("bad", [{"frequency": "hourly"}, {"max_papers": "0"}, {"interests": "x" * 300}])
 def test_preferences_invalid_values(client: TestClient, web_settings: Settings, signer: LinkSigner,
                                     bad: dict[str, str]) -> None:

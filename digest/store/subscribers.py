@@ -52,6 +52,9 @@ class Preferences:
     weekday: int | str | None = None  # weekly: mon..sun or 0..6 (None: Friday); daily: must be None
     thumbnails: bool = False  # each paper's thumbnail in the HTML part
     plain_text: bool = False  # the text part alone, no HTML
+    follow_orgs: Sequence[str] = ()  # labs (HF handle or display name)
+    follow_authors: Sequence[str] = ()  # authors (full name)
+    only_with_code: bool = False  # only papers with a GitHub repository
 
 
 def row_to_subscriber(row: SubscriberRow) -> Subscriber:
@@ -65,6 +68,8 @@ def row_to_subscriber(row: SubscriberRow) -> Subscriber:
         pending_interests=tuple(row.pending_interests) if row.pending_interests is not None else None,
         pending_max_papers=row.pending_max_papers, feed_key=row.feed_key, weekday=row.weekday,
         thumbnails=bool(row.thumbnails), plain_text=bool(row.plain_text),
+        follow_orgs=tuple(row.follow_orgs or ()), follow_authors=tuple(row.follow_authors or ()),
+        only_with_code=bool(row.only_with_code),
     )
 
 
@@ -79,6 +84,19 @@ def _flag(value: object, what: str) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{what} must be true or false, not {value!r}")
     return value
+
+
+def clean_follows(values: Sequence[str], what: str) -> list[str]:
+    """Labs or authors followed: cleaned like every list, and one entry per name in any case and spacing (they
+    are matched so: ``digest.rank.follow_key``)."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for v in clean_list(values, what):
+        key = " ".join(v.split()).casefold()
+        if key not in seen:
+            seen.add(key)
+            out.append(v)
+    return out
 
 
 def _apply(row: SubscriberRow, prefs: Preferences) -> None:
@@ -100,6 +118,9 @@ def _apply(row: SubscriberRow, prefs: Preferences) -> None:
         "weekday": weekday,
         "thumbnails": _flag(prefs.thumbnails, "thumbnails"),
         "plain_text": _flag(prefs.plain_text, "plain text"),
+        "follow_orgs": clean_follows(prefs.follow_orgs, "followed labs"),
+        "follow_authors": clean_follows(prefs.follow_authors, "followed authors"),
+        "only_with_code": _flag(prefs.only_with_code, "only with code"),
     }
     if prefs.seed_papers is not None:
         values["seed_papers"] = clean_list([normalise_arxiv_id(a) for a in prefs.seed_papers], "seed papers")
@@ -123,6 +144,9 @@ def add_subscriber(
     weekday: int | str | None = None,
     thumbnails: bool = False,
     plain_text: bool = False,
+    follow_orgs: Sequence[str] = (),
+    follow_authors: Sequence[str] = (),
+    only_with_code: bool = False,
 ) -> Subscriber:
     """Validate and store a subscriber. Raises ``InvalidAddressError``, ``ValueError`` (a list or number
     out of bounds) or ``SubscriberExistsError``."""
@@ -133,7 +157,9 @@ def add_subscriber(
     row = SubscriberRow(email=address, name=clean_name(name), status=status.value, link_key=new_link_key(),
                         created_at=now, status_changed_at=now)
     _apply(row, Preferences(interests, negative_interests, include_keywords, exclude_keywords, max_papers,
-                            frequency, weekday=weekday, thumbnails=thumbnails, plain_text=plain_text))
+                            frequency, weekday=weekday, thumbnails=thumbnails, plain_text=plain_text,
+                            follow_orgs=follow_orgs, follow_authors=follow_authors,
+                            only_with_code=only_with_code))
     row.seed_papers = clean_list([normalise_arxiv_id(s) for s in seed_papers], "seed papers")
     session.add(row)
     session.flush()
@@ -237,7 +263,8 @@ def insert_subscribers(session: Session, rows: Sequence[dict[str, object]],
     active = status is SubscriberStatus.active
     values = [
         {"name": None, "interests": [], "negative_interests": [], "include_keywords": [], "exclude_keywords": [],
-         "seed_papers": [], "max_papers": 10, "frequency": "daily", "timezone": "UTC", **r,
+         "seed_papers": [], "max_papers": 10, "frequency": "daily", "timezone": "UTC",
+         "follow_orgs": [], "follow_authors": [], "only_with_code": False, **r,
          "status": status.value, "link_key": new_link_key(), "created_at": now, "status_changed_at": now,
          "confirmed_at": now if active else None}
         for r in rows
@@ -385,7 +412,7 @@ _EDITABLE_EXTRA = ("name", "status")
 def edit_subscriber(session: Session, email: str, **changes: object) -> Subscriber:
     """The operator's edit of one subscriber: any of the ``Preferences`` fields (interests,
     negative_interests, include_keywords, exclude_keywords, max_papers, frequency, weekday, seed_papers:
-    already resolved arXiv ids, thumbnails, plain_text) and ``name``, ``status``. Fields not given keep their value. Every value is
+    already resolved arXiv ids, thumbnails, plain_text, follow_orgs, follow_authors, only_with_code) and ``name``, ``status``. Fields not given keep their value. Every value is
     validated before anything is written: ``ValueError`` / ``InvalidAddressError`` leave the row as it was;
     ``SubscriberNotFoundError`` for an unknown address; ``TypeError`` for a field that cannot be edited.
     ``status="active"`` makes a bounced (suppressed), pending or unsubscribed address active again."""
@@ -396,7 +423,7 @@ def edit_subscriber(session: Session, email: str, **changes: object) -> Subscrib
     unknown = set(changes) - pref_fields - set(_EDITABLE_EXTRA)
     if unknown:
         raise TypeError(f"cannot edit {', '.join(sorted(unknown))}")
-    current = Preferences(**{f: getattr(row, f) for f in pref_fields if f != "seed_papers" and hasattr(row, f)})
+    current = Preferences(**{f: v for f in pref_fields if f != "seed_papers" and (v := getattr(row, f, None)) is not None})
     prefs = replace(current, **{k: v for k, v in changes.items() if k in pref_fields})
     if prefs.frequency != "weekly" and "weekday" not in changes:
         prefs = replace(prefs, weekday=None)  # weekly -> daily: the weekday goes with it

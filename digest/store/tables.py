@@ -113,6 +113,10 @@ class SubscriberRow(Base):
     # How the digest looks (migration 0009): thumbnails in the HTML part; the text part alone.
     thumbnails: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     plain_text: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Follows and the code filter (migration 0010).
+    follow_orgs: Mapped[list[str] | None] = mapped_column(JSON, default=list)  # NULL: stored before 0010
+    follow_authors: Mapped[list[str] | None] = mapped_column(JSON, default=list)
+    only_with_code: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class PaperEmbeddingRow(Base):

@@ -119,7 +119,9 @@ def weekday(raw: str) -> int:
 
 def parse_preferences(interests: str, negative_interests: str, include_keywords: str, exclude_keywords: str,
                       papers: str, frequency: str, seeds: str | None = None, day: str = "",
-                      thumbnails: str | None = None, plain_text: str | None = None) -> Preferences:
+                      thumbnails: str | None = None, plain_text: str | None = None,
+                      follow_orgs: str = "", follow_authors: str = "",
+                      only_with_code: str | None = None) -> Preferences:
     """The preferences form. The weekday counts only for a weekly digest (the select is always there)."""
     if frequency not in FREQUENCIES:
         raise FormError("frequency must be daily or weekly")
@@ -130,6 +132,8 @@ def parse_preferences(interests: str, negative_interests: str, include_keywords:
         frequency=frequency, seed_papers=seed_papers(seeds),
         weekday=(weekday(day) if day.strip() else DEFAULT_WEEKDAY) if frequency == "weekly" else None,
         thumbnails=checkbox(thumbnails, "thumbnails"), plain_text=checkbox(plain_text, "plain text only"),
+        follow_orgs=lines(follow_orgs, "labs you follow"), follow_authors=lines(follow_authors, "authors you follow"),
+        only_with_code=checkbox(only_with_code, "only papers with code"),
     )
 
 
@@ -142,4 +146,6 @@ def preferences_values(prefs: Preferences) -> dict[str, object]:
         "seed_papers": "\n".join(prefs.seed_papers or ()),
         "weekday": WEEKDAYS[DEFAULT_WEEKDAY if prefs.weekday is None else parse_weekday(prefs.weekday)],
         "thumbnails": prefs.thumbnails, "plain_text": prefs.plain_text,
+        "follow_orgs": "\n".join(prefs.follow_orgs), "follow_authors": "\n".join(prefs.follow_authors),
+        "only_with_code": prefs.only_with_code,
     }

@@ -307,7 +307,7 @@ def _preferences_form(web: WebState, token: str, sub: Subscriber, status: int = 
     sid, key = sub.id, sub.link_key
     prefs = Preferences(sub.interests, sub.negative_interests, sub.include_keywords, sub.exclude_keywords,
                         sub.max_papers, sub.frequency, sub.seed_papers, sub.weekday, sub.thumbnails,
-                        sub.plain_text)
+                        sub.plain_text, sub.follow_orgs, sub.follow_authors, sub.only_with_code)
     return page("preferences.html.j2", status, title="Preferences - Papers Digest", email=sub.email,
                 sub_status=sub.status.value, prefs=forms.preferences_values(prefs), frequencies=forms.FREQUENCIES,
                 weekdays=list(zip(forms.WEEKDAYS, forms.WEEKDAY_NAMES)), lag_days=web.settings.lag_days,
@@ -348,6 +348,9 @@ def preferences_save(
     weekday: Annotated[str, Form()] = "",
     thumbnails: Annotated[str | None, Form()] = None,
     plain_text: Annotated[str | None, Form()] = None,
+    follow_orgs: Annotated[str, Form()] = "",
+    follow_authors: Annotated[str, Form()] = "",
+    only_with_code: Annotated[str | None, Form()] = None,
 ) -> HTMLResponse:
     try:
         link = web.signer.verify("preferences", token, max_age=_prefs_max_age(web))
@@ -359,7 +362,8 @@ def preferences_save(
     try:
         _check_form(web, request, csrf_token, "preferences", sid)
         parsed = forms.parse_preferences(interests, negative_interests, include_keywords, exclude_keywords,
-                                         max_papers, frequency, seed_papers, weekday, thumbnails, plain_text)
+                                         max_papers, frequency, seed_papers, weekday, thumbnails, plain_text,
+                                         follow_orgs, follow_authors, only_with_code)
         if parsed.seed_papers:  # papers not stored yet are fetched from Hugging Face, or refused
             forms.resolve_seeds(web.sessions.kw["bind"], web.settings, parsed.seed_papers)
         prefs = parsed
