@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +20,23 @@ _MIGRATE_LOCK = threading.Lock()
 _PG_MIGRATION_LOCK_KEY = int.from_bytes(b"digest-m", "big")
 
 
+SQLITE_BUSY_SECONDS = 30  # how long a statement waits for another process's lock (a migration, a write)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA busy_timeout=10000")  # first: switching to WAL needs the lock too
-    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")  # first: switching to WAL needs the lock too
+    # SQLite may answer "database is locked" to the switch to WAL at once, without its busy handler, while
+    # another process opens the same fresh file: wait for it as the busy timeout would.
+    deadline = time.monotonic() + SQLITE_BUSY_SECONDS
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 

@@ -11,6 +11,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from digest.store.bulk import insert_ignoring_conflicts
 from digest.store.tables import SentenceEmbeddingRow, utcnow
 
 _CHUNK = 500
@@ -61,14 +62,17 @@ def save_sentence_vectors(session: Session, model: str, precision: str, found: M
             SentenceEmbeddingRow.arxiv_id.in_(ids[i : i + _CHUNK])))
     }
     now = utcnow()
+    new: list[dict[str, object]] = []
     for aid, sv in found.items():
         data = np.ascontiguousarray(sv.vectors, dtype="<f4").tobytes()
         row = existing.get(aid)
         if row is None:
-            session.add(SentenceEmbeddingRow(arxiv_id=aid, model=model, precision=precision,
-                                             content_hash=sv.content_hash, sentences=list(sv.sentences), dim=dim,
-                                             vectors=data, created_at=now))
+            new.append({"arxiv_id": aid, "model": model, "precision": precision, "content_hash": sv.content_hash,
+                        "sentences": list(sv.sentences), "dim": dim, "vectors": data, "created_at": now})
         else:
             row.content_hash, row.sentences, row.dim, row.vectors, row.created_at = (
                 sv.content_hash, list(sv.sentences), dim, data, now)
+    # Two planners (two `digest run` of one date, two machines) may split the same new paper at once: the
+    # row the other wrote first stands (same text, same sentences).
+    insert_ignoring_conflicts(session, SentenceEmbeddingRow, new)
     session.flush()
