@@ -326,3 +326,19 @@ def mailed_link(server: SmtpTestServer, email: str, path: str, index: int = -1) 
     assert m, text_part.get_content()
     assert f'href="{m.group(1)}"' in html_part.get_content()
     return m.group(1)
+
+
+def run_at_once(cmd: Sequence[str], env: dict[str, str], copies: int = 2,
+                timeout: float = 600) -> list[subprocess.CompletedProcess[str]]:
+    """``copies`` processes of ``cmd`` started together (from the repository root); each one's return code,
+    stdout and stderr once all have ended. None is left running, whatever happens."""
+    procs = [subprocess.Popen(list(cmd), env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(copies)]
+    try:
+        outputs = [p.communicate(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return [subprocess.CompletedProcess(p.args, p.returncode, out, err) for p, (out, err) in zip(procs, outputs)]

@@ -8,7 +8,6 @@ import re
 
 import json
 import os
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -27,7 +26,7 @@ from digest.sources.huggingface import load_listing_file
 from digest.store.subscribers import insert_subscribers
 from digest.store.tables import DeliveryRow, SubscriberRow
 
-from .builders import HF_FIXTURES, ROOT, SECRET, readers_with_picks, smtp_settings
+from .builders import HF_FIXTURES, SECRET, readers_with_picks, run_at_once, smtp_settings
 from .smtp_server import SmtpTestServer
 
 pytestmark = pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgresql)],
@@ -137,19 +136,11 @@ def test_two_sender_processes_deliver_every_mail_exactly_once(settings: Settings
     env = sender_env(s, smtp, DIGEST_SEND_BATCH_SIZE="10", DIGEST_SMTP_CONNECTIONS="2")
     cmd = [sys.executable, "-m", "digest.cli", "send", "--date", DAY.isoformat(), "--json"]
     started = time.monotonic()
-    procs = [subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
-    try:
-        outputs = [p.communicate(timeout=600) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+    runs = run_at_once(cmd, env)
     elapsed = time.monotonic() - started
-    for p, (_, stderr) in zip(procs, outputs):
-        assert p.returncode == 0, stderr
-    reports: list[dict[str, Any]] = [json.loads(stdout) for stdout, _ in outputs]
+    for r in runs:
+        assert r.returncode == 0, r.stderr
+    reports: list[dict[str, Any]] = [json.loads(r.stdout) for r in runs]
     print(f"\n2 sender processes: {n} digests in {elapsed:.1f} s, sent {[r['sent'] for r in reports]}")
 
     received = Counter(m.rcpt for m in smtp.messages)

@@ -25,7 +25,7 @@ from digest.store import session_factory
 from digest.store.subscribers import add_subscriber
 from digest.store.tables import DeliveryRow
 
-from .builders import API_2025_06_05, ROOT, SECRET, HfScript, items_for
+from .builders import API_2025_06_05, ROOT, SECRET, HfScript, items_for, run_at_once
 from .smtp_server import SmtpTestServer
 
 pytestmark = pytest.mark.slow
@@ -69,18 +69,10 @@ def test_two_runs_of_one_date_at_once_mail_everyone_once(prefect_url: str, setti
         "DIGEST_REFETCH_MAX_DAYS": "0", "DIGEST_SEND_BATCH_SIZE": "3",
     }
     cmd = [str(DIGEST), "run", "--date", DAY.isoformat()]
-    procs = [subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
-    try:
-        outputs = [p.communicate(timeout=600) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    for p, (stdout, stderr) in zip(procs, outputs):
-        assert p.returncode == 0, stdout + stderr
-    sent = [int(re.search(r"│ sent\s+│\s+(\d+)", stdout).group(1)) for stdout, _ in outputs]  # type: ignore[union-attr]
+    runs = run_at_once(cmd, env)
+    for r in runs:
+        assert r.returncode == 0, r.stdout + r.stderr
+    sent = [int(re.search(r"│ sent\s+│\s+(\d+)", r.stdout).group(1)) for r in runs]  # type: ignore[union-attr]
     print(f"\nsent by each run: {sent}")
     assert sum(sent) == n
 
