@@ -51,7 +51,7 @@ from __future__ import annotations
 import gc
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import chain
 from dataclasses import dataclass, field
@@ -63,6 +63,7 @@ from scipy import sparse
 
 from digest.bm25 import NO_TERMS, Lexicon, PaperTerms, QueryTerms, document
 from digest.models import Paper, Pick, PickColumns
+from digest.rank_select import select_mmr
 
 TRENDING = "trending"
 CLOSEST = "closest"
@@ -78,6 +79,7 @@ FOLLOW_AUTHOR = "by {}, whom you follow"
 ALL_AT_ONCE = 32_000_000
 RISING_FULL = 10.0
 RISING_MIN_GAIN = 5
+NO_FOLLOWS = np.zeros((0, 0), dtype=bool)
 
 
 @contextmanager
@@ -360,18 +362,23 @@ def _allowed(
     kw_cache: dict[str, np.ndarray],
 ) -> np.ndarray:
     """(B, n) bool: the paper is in the subscriber's window, not already sent, passes the keywords."""
-    dates = papers.listing_dates
-    allowed = (dates[None, :] >= starts[:, None]) & (dates[None, :] <= day)
+    dates = papers.listing_dates.astype("datetime64[D]").view(np.int64)
+    u, inv = np.unique(starts.astype("datetime64[D]").view(np.int64), return_inverse=True)
+    last = np.datetime64(day, "D").view(np.int64)
+    allowed = ((dates[None, :] >= u[:, None]) & (dates[None, :] <= last))[inv.ravel()]  # few distinct windows
     rows: list[int] = []
     cols: list[int] = []
+    get = exclude.get
     for b, prof in enumerate(profiles):
-        sent = exclude.get(prof.subscriber_id)
+        sent = get(prof.subscriber_id)
         if prof.seen:
             sent = prof.seen | sent if sent else prof.seen
         if sent:
             idx = [pos[a] for a in sent if a in pos]
             rows.extend([b] * len(idx))
             cols.extend(idx)
+        if not (prof.include_keywords or prof.exclude_keywords or prof.only_with_code):
+            continue
         if prof.include_keywords:
             inc = np.zeros(len(papers), dtype=bool)
             for kw in prof.include_keywords:
@@ -418,6 +425,9 @@ class _Table:
         lo = int(np.searchsorted(self.offsets, idx[0], "right")) - 1
         hi = int(np.searchsorted(self.offsets, idx[-1], "right"))
         block = np.concatenate(self.arrays[lo:hi]).astype(np.float32, copy=False)
+        first = int(idx[0] - self.offsets[lo])
+        if isinstance(rows, slice) and (rows.step or 1) == 1:  # consecutive rows: a view, no gather
+            return block[first : first + idx.size]
         return block[idx - self.offsets[lo]]
 
     @classmethod
@@ -560,15 +570,6 @@ def _max_over(S: np.ndarray, loc: np.ndarray, n: int, starts: np.ndarray | None 
     return best
 
 
-def _labels(S: np.ndarray, loc: np.ndarray, top: np.ndarray, n_pos: np.ndarray) -> np.ndarray:
-    """``_argmax_at`` for the subscribers with several positives; 0 for the others."""
-    lab = np.zeros(top.shape, dtype=np.int64)
-    multi = np.flatnonzero(n_pos > 1)
-    if multi.size and top.shape[1]:
-        lab[multi] = _argmax_at(S, loc[multi], top[multi])
-    return lab
-
-
 def _argmax_at(S: np.ndarray, loc: np.ndarray, top: np.ndarray) -> np.ndarray:
     """Which of the K rows gave the max, only at the papers ``top`` (B, T)."""
     best = np.full(top.shape, -np.inf, dtype=np.float32)
@@ -586,100 +587,6 @@ def _argmax_at(S: np.ndarray, loc: np.ndarray, top: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ selection
-
-
-def _candidates(score: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
-    """(B, K') paper indices of each row's best-scored candidates and their scores (-inf = none), with
-    K' = min(K, most finite scores in a row). Rows with at most K' finite scores (most of them: the
-    threshold leaves few) take them directly; only the others need a partition."""
-    B = score.shape[0]
-    fin = np.isfinite(score)
-    c = fin.sum(axis=1)
-    Kc = int(min(K, c.max(initial=0)))
-    top = np.zeros((B, Kc), dtype=np.int64)
-    cs = np.full((B, Kc), -np.inf, dtype=np.float32)
-    if Kc == 0:
-        return top, cs
-    big = c > Kc
-    if big.mean() > 0.5:  # a loose threshold: partition every row (invalid candidates stay -inf)
-        top = np.argpartition(-score, Kc - 1, axis=1)[:, :Kc]
-        return top, np.take_along_axis(score, top, axis=1)
-    few = np.where(big, 0, c)
-    r, col = np.nonzero(fin & ~big[:, None]) if big.any() else np.nonzero(fin)
-    if r.size:
-        start = np.cumsum(few) - few
-        pos = np.arange(r.size) - start[r]
-        top[r, pos] = col
-        cs[r, pos] = score[r, col]
-    if big.any():
-        bi = np.flatnonzero(big)
-        sub = score[bi]
-        t = np.argpartition(-sub, Kc - 1, axis=1)[:, :Kc]
-        top[bi] = t
-        cs[bi] = np.take_along_axis(sub, t, axis=1)
-    return top, cs
-
-
-def _select_mmr(
-    score: np.ndarray, label_of: Callable[[np.ndarray], np.ndarray], caps: np.ndarray, n_pos: np.ndarray,
-    PP: np.ndarray, params: RankParams,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Greedy MMR with per-interest quotas, for a chunk of subscribers at once. Also returns, per
-    subscriber, the best score among the candidates left out (-inf when none)."""
-    B, n = score.shape
-    cap_max = int(caps.max(initial=0))
-    top, cs = _candidates(score, min(n, max(cap_max * params.candidates_per_pick, cap_max)))
-    K = top.shape[1]
-    if K == 0:  # nothing passed the filters for anyone in the chunk
-        return (np.full((B, cap_max), -1, dtype=np.int64), np.zeros((B, cap_max), dtype=np.float32),
-                np.full((B, cap_max), -1, dtype=np.int64), np.full(B, -np.inf, dtype=np.float32))
-    cl = label_of(top)
-    NEG = np.float32(-np.inf)
-    # MMR value = lambda x score - (1 - lambda) x max similarity to the papers picked so far; a candidate
-    # whose interest has not had its share yet gets a bonus larger than any value, so it goes first.
-    lcs = np.where(np.isfinite(cs), np.float32(params.mmr_lambda) * cs, NEG).astype(np.float32)
-    pen = np.zeros((B, K), dtype=np.float32)
-    div = np.float32(1.0 - params.mmr_lambda)
-    flat_pp = np.ascontiguousarray(PP, dtype=np.float32).ravel()
-    quotas = bool((n_pos > 1).any())
-    if quotas:
-        counts = np.zeros((B, int(n_pos.max())), dtype=np.int64)
-        quota = np.maximum(1, caps // np.maximum(n_pos, 1))
-        bonus = np.full((B, K), 1e3, dtype=np.float32)
-    rows = np.arange(B)
-    index = np.full((B, cap_max), -1, dtype=np.int64)
-    scores = np.zeros((B, cap_max), dtype=np.float32)
-    labels = np.full((B, cap_max), -1, dtype=np.int64)
-    picked = np.zeros((B, K), dtype=bool)
-    val = np.empty((B, K), dtype=np.float32)
-    for t in range(cap_max):
-        done = caps == t
-        if done.any():
-            lcs[done] = NEG
-        np.subtract(lcs, pen, out=val)
-        if quotas:
-            val += bonus
-        j = val.argmax(axis=1)
-        ok = np.isfinite(val[rows, j])
-        if not ok.any():
-            break
-        pj = top[rows, j]
-        lj = cl[rows, j]
-        index[:, t] = np.where(ok, pj, -1)
-        scores[:, t] = np.where(ok, cs[rows, j], 0.0)
-        labels[:, t] = np.where(ok, lj, -1)
-        picked[rows, j] |= ok
-        lcs[rows, j] = NEG
-        if quotas:
-            counts[rows, lj] += ok
-            full = ok & (counts[rows, lj] >= quota)
-            if full.any():
-                bonus[(cl == lj[:, None]) & full[:, None]] = 0.0
-        np.maximum(pen, div * flat_pp[(pj * n)[:, None] + top], out=pen)
-    # A row that is not ok at step t has nothing available: its later steps are not ok either, so -1
-    # ends every subscriber's picks.
-    left = np.where(picked, NEG, cs).max(axis=1, initial=NEG)
-    return index, scores, labels, left
 
 
 def _select_trending(allowed: np.ndarray, order: np.ndarray, trend: np.ndarray, caps: np.ndarray):
@@ -775,7 +682,7 @@ def rank_subscribers(
     rising = papers.rising if papers.rising is not None else np.zeros(n, np.float32)
     rise_part = (params.rising_weight * rising).astype(np.float32)
     base = (params.trending_weight * trend + params.age_weight * fresh + rise_part).astype(np.float32)
-    PP = P @ P.T
+    PP = np.ascontiguousarray(P @ P.T, dtype=np.float32)
     order = np.lexsort((np.arange(n), -papers.upvotes))  # most upvoted first, stable
     pos = {a: i for i, a in enumerate(papers.ids)}
     kw_cache: dict[str, np.ndarray] = {}
@@ -794,8 +701,8 @@ def rank_subscribers(
             return np.full(len(group), d)
         return np.array([as_day(window_start.get(p.subscriber_id, day)) for p in group], dtype="datetime64[D]")
 
-    with_int = np.array([i for i, p in enumerate(profiles) if p.positives.shape[0] > 0], dtype=np.int64)
-    without = np.array([i for i, p in enumerate(profiles) if p.positives.shape[0] == 0], dtype=np.int64)
+    has_pos = np.fromiter((p.positives.shape[0] > 0 for p in profiles), dtype=bool, count=S)
+    with_int, without = np.flatnonzero(has_pos), np.flatnonzero(~has_pos)
     step = max(params.chunk_size, 1)
     interested = [profiles[i] for i in with_int]
 
@@ -810,7 +717,9 @@ def rank_subscribers(
             t for p in interested
             for t in (p.terms if len(p.terms) == p.positives.shape[0] else (NO_TERMS,) * p.positives.shape[0])
         ]
-        lexical = _Lexical([flat_terms[f] for f in pos_t.first.tolist()], papers.terms, params.lexical_weight)
+        if pos_t.U is not None:  # shared vectors: the terms of each row's first occurrence
+            flat_terms = [flat_terms[f] for f in pos_t.first.tolist()]
+        lexical = _Lexical(flat_terms, papers.terms, params.lexical_weight)
     sims = _Sims(pos_t, P, lexical)
     negatives = [p.negatives for p in interested]
     if any(map(len, negatives)):
@@ -871,18 +780,15 @@ def rank_subscribers(
             if push is None:
                 push = np.zeros((B, n), dtype=np.float32)
             push[vrows] += dis
-        score = rel * np.float32(params.relevance_weight) if params.relevance_weight != 1 else rel.copy()
-        score += base
         fol = _followed(group, papers) if params.follow_boost > 0 else None
-        if fol is not None:
-            score += fol * np.float32(params.follow_boost)
-            score[~(allowed & ((rel >= min_rel) | fol))] = -np.inf
-        else:
-            score[~(allowed & (rel >= min_rel))] = -np.inf
         caps = np.array([p.max_papers for p in group], dtype=np.int64)
         n_pos = n_pos_all[lo : lo + step]
-        i_, s_, l_, left = _select_mmr(
-            score, lambda top, S=S_pos, loc=loc_pos, k=n_pos: _labels(S, loc, top, k), caps, n_pos, PP, params
+        cap_max = int(caps.max(initial=0))
+        i_, s_, l_, left = select_mmr(
+            rel, base, params.relevance_weight, allowed, fol if fol is not None else NO_FOLLOWS,
+            params.follow_boost, params.min_relevance, caps, np.ascontiguousarray(n_pos, dtype=np.int64),
+            S_pos, np.ascontiguousarray(loc_pos), PP, params.mmr_lambda,
+            max(cap_max * params.candidates_per_pick, cap_max),
         )
         kind = np.zeros(i_.shape, dtype=np.int8)  # 0 relevant, 1 closest, 2 trending
         # Top-up: the most relevant remaining papers first, then the most upvoted.
