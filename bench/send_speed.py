@@ -62,7 +62,7 @@ SYNCHRONOUS: str | None = None  # --synchronous
 
 # Profile entries summed into the shares printed with --profile: (file suffix, function name).
 SHARES = {
-    "signed links (digest/signing.py LinkSigner.token)": ("digest/signing.py", "token"),
+    "signed links (digest/signing.py LinkSigner.digest_links)": ("digest/signing.py", "digest_links"),
     "Jinja render, HTML + text (render._render)": ("digest/render.py", "_render"),
     "template variables and cards (render._vars)": ("digest/render.py", "_vars"),
     "MIME bytes (mail.message.build_mail)": ("digest/mail/message.py", "build_mail"),

@@ -455,25 +455,22 @@ def build_context(
     """The digest of ``subscriber`` for ``digest_date`` with every signed link built (ordered by rank)."""
     if subscriber.id is None or subscriber.link_key is None:
         raise ValueError("subscriber has no id or link key: store it before building its digest")
-    sid, key = subscriber.id, subscriber.link_key
+    ordered = sorted(papers_and_picks, key=lambda pp: pp[1].rank)
+    links = signer.digest_links(subscriber.id, digest_date, [paper.arxiv_id for paper, _ in ordered],
+                                key=subscriber.link_key)
     items = tuple(
-        DigestItem(
-            paper=paper,
-            pick=pick,
-            feedback_up_url=signer.feedback_url(sid, paper.arxiv_id, "up", key=key),
-            feedback_down_url=signer.feedback_url(sid, paper.arxiv_id, "down", key=key),
-        )
-        for paper, pick in sorted(papers_and_picks, key=lambda pp: pp[1].rank)
+        DigestItem(paper=paper, pick=pick, feedback_up_url=up, feedback_down_url=down)
+        for (paper, pick), (up, down) in zip(ordered, links.feedback)
     )
     return DigestContext(
         subscriber=subscriber,
         digest_date=digest_date,
         items=items,
-        unsubscribe_url=signer.unsubscribe_url(sid, key=key),
-        preferences_url=signer.preferences_url(sid, key=key),
+        unsubscribe_url=links.unsubscribe,
+        preferences_url=links.preferences,
         hf_base_url=settings.hf_base_url,
-        view_url=signer.view_url(sid, digest_date, key=key),
-        archive_url=signer.archive_url(sid, key=key),
+        view_url=links.view,
+        archive_url=links.archive,
     )
 
 

@@ -24,6 +24,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from datetime import date
 from typing import TYPE_CHECKING, Any
@@ -68,8 +69,12 @@ def _query_value(value: str) -> str:
     return quote(value, safe="")
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    # urlsafe_b64encode without its two Python wrappers (a mail signs two dozen tokens)
+    return binascii.b2a_base64(raw, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
 
 
 def _unb64(text: str) -> bytes:
@@ -79,11 +84,40 @@ def _unb64(text: str) -> bytes:
     return raw
 
 
-def _sha256(data: bytes = b"") -> hashlib._Hash:
-    # A Python callable (not hashlib.sha256 itself) makes ``hmac.new`` keep the keyed inner and outer
-    # SHA-256 states, so ``copy()`` starts each token from them: the same HMAC-SHA256 bytes as
-    # ``hmac.digest`` at about half its cost (OpenSSL 3 looks the algorithm up again on every call).
-    return hashlib.sha256(data)
+_BLOCK = 64  # SHA-256's block size: HMAC pads its key to it (RFC 2104)
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
+@dataclass(frozen=True, slots=True)
+class _Hmac:
+    """HMAC-SHA256 (RFC 2104) under one key, kept as the SHA-256 states after the padded key's inner and
+    outer blocks: a tag is two ``copy()`` of those states and two short updates, in C, without the
+    ``hmac`` module's Python wrappers (OpenSSL 3 also looks the algorithm up again in ``hmac.digest``).
+    The same bytes as ``hmac.digest(key, msg, "sha256")`` (tests/test_signing.py checks it)."""
+
+    inner: hashlib._Hash
+    outer: hashlib._Hash
+
+    @classmethod
+    def of(cls, key: bytes) -> _Hmac:
+        if len(key) > _BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_BLOCK, b"\0")
+        return cls(hashlib.sha256(key.translate(_IPAD)), hashlib.sha256(key.translate(_OPAD)))
+
+    def after(self, prefix: bytes) -> _Hmac:
+        """The same MAC with ``prefix`` already fed in: ``after(p).tag(m) == tag(p + m)``."""
+        inner = self.inner.copy()
+        inner.update(prefix)
+        return _Hmac(inner, self.outer)
+
+    def tag(self, message: bytes) -> bytes:
+        inner = self.inner.copy()
+        inner.update(message)
+        outer = self.outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()[:TAG_BYTES]
 
 
 class TokenSigner:
@@ -95,15 +129,12 @@ class TokenSigner:
             raise MissingSecretError("an empty secret cannot sign links")
         master = secret.encode()
         self._macs = {
-            p: hmac.new(hmac.digest(master, f"papers-digest/token/v2/{p}".encode(), "sha256"), digestmod=_sha256)
-            for p in purposes
+            p: _Hmac.of(hmac.digest(master, f"papers-digest/token/v2/{p}".encode(), "sha256")) for p in purposes
         }
         self.clock = clock
 
     def _tag(self, purpose: str, payload: bytes) -> bytes:
-        mac = self._macs[purpose].copy()
-        mac.update(payload)
-        return mac.digest()[:TAG_BYTES]
+        return self._macs[purpose].tag(payload)
 
     def _check(self, purpose: str) -> None:
         if purpose not in self._macs:
@@ -119,6 +150,26 @@ class TokenSigner:
         issued = int(self.clock()) if issued_at is None else int(issued_at)
         payload = SEP.join((purpose, str(issued), *fields)).encode()
         return _b64(self._tag(purpose, payload) + payload)
+
+    def sign_many(self, purpose: str, head: Sequence[str], tails: Sequence[Sequence[str]],
+                  issued_at: int | None = None) -> list[str]:
+        """``[sign(purpose, [*head, *tail], issued) for tail in tails]``, the same tokens byte for byte, at
+        a fraction of the cost: the shared ``purpose, issued-at, *head`` is checked, encoded and hashed
+        once (the HMAC state after it is copied for each tail). Every tail holds at least one field."""
+        self._check(purpose)
+        for f in (*head, *(f for tail in tails for f in tail)):
+            if not isinstance(f, str) or SEP in f:
+                raise ValueError(f"token fields are strings without U+001F, not {f!r}")
+        if any(not tail for tail in tails):
+            raise ValueError("every tail of sign_many holds at least one field")
+        issued = int(self.clock()) if issued_at is None else int(issued_at)
+        prefix = (SEP.join((purpose, str(issued), *head)) + SEP).encode()
+        tag = self._macs[purpose].after(prefix).tag
+        out = []
+        for tail in tails:
+            rest = SEP.join(tail).encode()
+            out.append(_b64(tag(rest) + prefix + rest))
+        return out
 
     def unsign(self, purpose: str, token: str, max_age: float | None = None) -> tuple[int, list[str]]:
         """``(issued_at, fields)`` of a token made by ``sign(purpose, fields)``; ``BadToken`` otherwise
@@ -143,6 +194,18 @@ class TokenSigner:
         return issued_at, fields
 
 
+@dataclass(frozen=True, slots=True)
+class DigestLinks:
+    """The signed links of one digest mail (``LinkSigner.digest_links``); ``feedback``: per paper, its
+    (up, down) vote URLs."""
+
+    unsubscribe: str
+    preferences: str
+    view: str
+    archive: str
+    feedback: list[tuple[str, str]]
+
+
 class LinkSigner:
     """Signs and verifies link tokens and builds the public URLs that carry them."""
 
@@ -161,10 +224,7 @@ class LinkSigner:
     def token(self, purpose: str, subscriber_id: int, *, key: str, **extra: str) -> str:
         """A token for ``purpose`` carrying the subscriber id, their link key (``Subscriber.link_key``),
         the time it was issued and the string values of ``extra``."""
-        if not isinstance(subscriber_id, int) or isinstance(subscriber_id, bool):
-            raise TypeError("subscriber_id must be an int")
-        if not isinstance(key, str) or not key:
-            raise TypeError("key must be the subscriber's link key (a non-empty str)")
+        self._check_subscriber(subscriber_id, key)
         if _RESERVED & extra.keys():
             raise ValueError(f"{sorted(_RESERVED & extra.keys())} are reserved names")
         fields = [str(subscriber_id), key]
@@ -180,6 +240,12 @@ class LinkSigner:
             raise BadToken(f"invalid {purpose} link")
         extra = dict(zip(fields[2::2], fields[3::2]))
         return {**extra, "subscriber_id": int(fields[0]), "key": fields[1], "issued_at": issued_at}
+
+    def _check_subscriber(self, subscriber_id: int, key: str) -> None:
+        if not isinstance(subscriber_id, int) or isinstance(subscriber_id, bool):
+            raise TypeError("subscriber_id must be an int")
+        if not isinstance(key, str) or not key:
+            raise TypeError("key must be the subscriber's link key (a non-empty str)")
 
     # -- URLs -------------------------------------------------------------------------------------
 
@@ -203,6 +269,34 @@ class LinkSigner:
     def view_url(self, subscriber_id: int, digest_date: date, *, key: str) -> str:
         """``/d/{token}``: the web page of the subscriber's digest of ``digest_date`` (key ``d``, ISO date)."""
         return f"{self.public_url}/d/{self.token('view', subscriber_id, key=key, d=digest_date.isoformat())}"
+
+    def digest_links(self, subscriber_id: int, digest_date: date, arxiv_ids: Sequence[str], *,
+                     key: str) -> DigestLinks:
+        """Every signed link of one digest mail: unsubscribe, preferences, view, archive and the up/down
+        feedback links of each paper (in ``arxiv_ids`` order), the same URLs as the ``*_url`` methods give
+        when called in the same second, signed together (``TokenSigner.sign_many``: the subscriber's part
+        of each payload is hashed once per purpose, not once per link)."""
+        self._check_subscriber(subscriber_id, key)
+        signer = self._signer
+        issued = int(signer.clock())
+        head = (str(subscriber_id), key)
+        tails: list[tuple[str, ...]] = []
+        for aid in arxiv_ids:
+            tails += (("p", aid, "v", "up"), ("p", aid, "v", "down"))
+        tokens = signer.sign_many("feedback", head, tails, issued)
+        base = self.public_url
+        feedback: list[tuple[str, str]] = []
+        for i, aid in enumerate(arxiv_ids):
+            query = f"?paper={_query_value(aid)}&v="
+            feedback.append((f"{base}/feedback/{tokens[2 * i]}{query}up",
+                             f"{base}/feedback/{tokens[2 * i + 1]}{query}down"))
+        return DigestLinks(
+            unsubscribe=f"{base}/unsubscribe/{signer.sign('unsubscribe', head, issued)}",
+            preferences=f"{base}/preferences/{signer.sign('preferences', head, issued)}",
+            view=f"{base}/d/{signer.sign('view', (*head, 'd', digest_date.isoformat()), issued)}",
+            archive=f"{base}/archive/{signer.sign('archive', head, issued)}",
+            feedback=feedback,
+        )
 
     def archive_url(self, subscriber_id: int, *, key: str) -> str:
         """``/archive/{token}``: the list of the subscriber's past digests."""

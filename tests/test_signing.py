@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hmac
 import time
+from datetime import date
 
 import pytest
 
@@ -151,3 +152,46 @@ def test_no_secret_is_an_error_unless_demo_fallback() -> None:
         LinkSigner.from_settings(bare_settings())
     demo = LinkSigner.from_settings(bare_settings(demo_secret_fallback=True))
     assert demo.verify("unsubscribe", demo.token("unsubscribe", 1, key=KEY))["subscriber_id"] == 1
+
+
+def test_the_links_of_a_digest_are_the_links_signed_one_by_one() -> None:
+    """``digest_links`` signs a mail's links together (the subscriber's part hashed once): the very URLs the
+    ``*_url`` methods give in the same second, each verifying, expiring and bound to its paper and vote."""
+    clock = Clock()
+    s = LinkSigner(SECRET, "https://d.example", clock=clock)
+    ids = ["2408.00001", "2408.00002", "hep-th/9901001"]
+    links = s.digest_links(7, date(2025, 6, 5), ids, key=KEY)
+    assert links.unsubscribe == s.unsubscribe_url(7, key=KEY)
+    assert links.preferences == s.preferences_url(7, key=KEY)
+    assert links.view == s.view_url(7, date(2025, 6, 5), key=KEY)
+    assert links.archive == s.archive_url(7, key=KEY)
+    assert links.feedback == [(s.feedback_url(7, a, "up", key=KEY), s.feedback_url(7, a, "down", key=KEY))
+                              for a in ids]
+    token = links.feedback[2][1].split("/feedback/")[1].partition("?")[0]
+    data = s.verify("feedback", token, max_age=60)
+    assert (data["subscriber_id"], data["key"], data["p"], data["v"]) == (7, KEY, "hep-th/9901001", "down")
+    assert s.digest_links(7, date(2025, 6, 5), [], key=KEY).feedback == []
+    clock.now += 61
+    with pytest.raises(BadToken) as e:
+        s.verify("feedback", token, max_age=60)
+    assert e.value.expired
+    with pytest.raises(ValueError):  # a paper id holding the separator would shift the signed fields
+        s.digest_links(7, date(2025, 6, 5), ["2408.0\x1f0001"], key=KEY)
+    with pytest.raises(TypeError):
+        s.digest_links(7, date(2025, 6, 5), ids, key="")
+    other = LinkSigner("another secret", "https://d.example", clock=clock)
+    with pytest.raises(BadToken):
+        other.verify("feedback", token)
+
+
+def test_the_mac_is_hmac_sha256_for_any_key_and_prefix() -> None:
+    """signing._Hmac (SHA-256 states after the padded key) gives hmac.digest's bytes, also for keys longer
+    than a block and with a prefix fed in ahead."""
+    from digest.signing import _Hmac
+
+    for n in (0, 1, 32, 63, 64, 65, 130):
+        key = bytes(range(n))
+        for msg in (b"", b"x", b"feedback\x1f1\x1f" * 20):
+            want = hmac.digest(key, msg, "sha256")[:16]
+            assert _Hmac.of(key).tag(msg) == want
+            assert _Hmac.of(key).after(msg[:5]).tag(msg[5:]) == want

@@ -120,7 +120,7 @@ class SmtpTransport(_Closing):
                 raise unreachable(e) from e
         try:
             conn = self._conn
-            code, resp = conn.mail(sender)
+            code, resp = _command(conn, "mail", "from:", sender)
         except (smtplib.SMTPServerDisconnected, ConnectionError, socket.timeout, TimeoutError) as e:
             raise _StaleConnection(e) from e
         except Exception as e:
@@ -133,7 +133,7 @@ class SmtpTransport(_Closing):
                 self._rset()
                 raise smtplib.SMTPSenderRefused(code, resp, sender)
             for rcpt in rcpts:
-                code, resp = conn.rcpt(rcpt)
+                code, resp = _command(conn, "rcpt", "to:", rcpt)
                 if code not in (250, 251):
                     if code != 421:
                         self._rset()
@@ -169,6 +169,21 @@ class SmtpTransport(_Closing):
             except Exception:
                 pass
             self._drop()
+
+
+_PLAIN_ADDRESS = re.compile(r"[^\s<>()\[\]\\,;:\"@]+@[^\s<>()\[\]\\,;:\"@]+")
+
+
+def _command(conn: smtplib.SMTP, verb: str, arg: str, address: str) -> tuple[int, bytes]:
+    """``MAIL FROM:<address>`` or ``RCPT TO:<address>`` and its reply, as ``conn.mail`` / ``conn.rcpt``
+    send them without options. A plain ``local@domain`` (what ``build_mail`` puts in every envelope) is
+    written as it is; anything else goes through smtplib's ``quoteaddr`` (``email.utils.parseaddr``,
+    a twentieth of a millisecond per address)."""
+    if _PLAIN_ADDRESS.fullmatch(address):
+        conn.putcmd(verb, f"{arg}<{address}>")
+    else:
+        conn.putcmd(verb, f"{arg}{smtplib.quoteaddr(address)}")
+    return conn.getreply()
 
 
 def _data(conn: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
