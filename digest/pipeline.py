@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -371,8 +372,6 @@ def plan(engine: Engine, settings: Settings, day: date, *, embedder: Embedder | 
                                             ranked_at=ranked_at)
         planned, skipped, existing = planned + report.planned, skipped + report.skipped, existing + report.existing
     if ranking.sentences_embedded:
-        import logging
-
         logging.getLogger(__name__).warning(
             "plan %s encoded %d sentences of picked papers that the embed step had not cached (papers stored "
             "by an older version, or planned without the embed step: pipeline.embed)", day,
@@ -484,8 +483,6 @@ def late_listings(engine: Engine, settings: Settings, day: date) -> list[StoreRe
     store what was added after their own run: HF's list for a day keeps growing through the day (an early
     run may even see an empty day), and the catch-up window of the ranking then mails those papers.
     Failures here are logged and skipped: they must not stop today's digest."""
-    import logging
-
     from digest.store.papers import latest_listing_date
 
     with session_factory(engine)() as session:
