@@ -627,8 +627,9 @@ def rank_cmd(
         return
     with session_factory(engine)() as session:
         titles = {p.arxiv_id: p.title for p in list_papers(session)}
-    if result.embedded or result.interests_embedded:
-        out.print(f"embedded {result.embedded} papers, {result.interests_embedded} interests")
+    if result.embedded or result.interests_embedded or result.sentences_embedded:
+        out.print(f"embedded {result.embedded} papers, {result.sentences_embedded} sentences, "
+                  f"{result.interests_embedded} interests")
     for sub in subs:
         if not pipeline.due(sub, d):
             out.print(f"{sub.email} - {_not_due(sub, d)}", highlight=False, soft_wrap=True)
@@ -648,12 +649,20 @@ def rank_cmd(
 @app.command("plan")
 @friendly
 def plan_cmd(day: Annotated[str, typer.Option("--date", "-d", help="Digest date, YYYY-MM-DD.")]) -> None:
-    """Rank every active subscriber and write the day's deliveries (idempotent; sends nothing)."""
+    """Embed what the day's window still lacks (papers, their sentences), rank every active subscriber due
+    and write the day's deliveries (idempotent; sends nothing)."""
     s = settings()
-    result = pipeline.plan(pipeline.open_store(s), s, parse_day(day))  # type: ignore[arg-type]
+    d = parse_day(day)
+    if d is None:
+        raise ValueError("give --date YYYY-MM-DD")
+    engine = pipeline.open_store(s)
+    # The embed step first, as the daily run does: the window's papers and their sentences (what is missing).
+    embedded = pipeline.embed(engine, s, pipeline.candidate_start(s, d), d)
+    result = pipeline.plan(engine, s, d)
     out.print(f"{result.day}: planned {result.planned}, nothing to send {result.skipped}, "
-              f"already planned {result.existing} (embedded {result.embedded} papers, "
-              f"{result.interests_embedded} interests)", highlight=False)
+              f"already planned {result.existing} (embedded {embedded.papers + result.embedded} papers, "
+              f"{embedded.sentences + result.sentences_embedded} sentences, {result.interests_embedded} interests)",
+              highlight=False)
 
 
 @app.command()
@@ -767,10 +776,10 @@ def backfill(
                                                preview_dir=str(preview_dir) if preview_dir else None,
                                                return_state=True), "the backfill")
     t = Table(title=f"Backfill {start} to {end}")
-    for col in ("date", "status", "fetched", "new", "embedded", "previews", "planned", "sent"):
+    for col in ("date", "status", "fetched", "new", "embedded", "sentences", "previews", "planned", "sent"):
         t.add_column(col)
     for r in value:
-        t.add_row(r.day.isoformat(), r.status, str(r.fetched), str(r.new), str(r.embedded),
+        t.add_row(r.day.isoformat(), r.status, str(r.fetched), str(r.new), str(r.embedded), str(r.sentences),
                   str(r.previews) if preview_dir else "", str(r.planned) if send else "", str(r.sent) if send else "")
     out.print(t)
 
@@ -852,7 +861,8 @@ def _teach(result: Any) -> None:
     say(f"[bold]papers-digest demo[/]: the digest of {result.day}, from a real Hugging Face listing of "
         f"{s.papers_fetched} papers shipped in the package, run by the Prefect flow daily-digest on a fresh "
         f"database ({escape(str(result.database))}).")
-    say(f"{s.papers_embedded} papers embedded, {s.deliveries_planned} digests planned, {s.sent} sent "
+    say(f"{s.papers_embedded} papers embedded ({s.sentences_embedded} sentences of their abstracts, for the "
+        f"explanations), {s.deliveries_planned} digests planned, {s.sent} sent "
         f"({s.failed} failed) to a real SMTP server on 127.0.0.1, which saved them in {escape(str(outbox))}/.")
     say("")
     say("[bold]Who got what[/]")

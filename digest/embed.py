@@ -141,7 +141,7 @@ class Embedder:
         return vecs / np.maximum(norms, 1e-12)
 
 
-def _session_scope(engine_or_session: Engine | Session):  # type: ignore[no-untyped-def]
+def session_scope(engine_or_session: Engine | Session):  # type: ignore[no-untyped-def]
     if isinstance(engine_or_session, Session):
         from contextlib import nullcontext
 
@@ -163,7 +163,7 @@ def embed_missing(
     caller commits."""
     total = 0
     ids = list(arxiv_ids) if arxiv_ids is not None else None
-    with _session_scope(engine_or_session) as session:
+    with session_scope(engine_or_session) as session:
         rows = papers_needing_embedding(session, embedder.name, ids, start, end, embedder.precision)
         todo = [(r.arxiv_id, r.content_hash, paper_text(r.title, r.abstract)) for r in rows]
     if not todo:
@@ -171,7 +171,7 @@ def embed_missing(
     for i in range(0, len(todo), COMMIT_EVERY):
         chunk = todo[i : i + COMMIT_EVERY]
         vecs = embedder.encode([t for _, _, t in chunk])
-        with _session_scope(engine_or_session) as session:
+        with session_scope(engine_or_session) as session:
             save_paper_vectors(session, embedder.name, [_Ref(a, h) for a, h, _ in chunk], vecs, embedder.precision)
         total += len(chunk)
         log.info("embedded %d/%d papers with %s", total, len(todo), embedder.name)
@@ -218,12 +218,12 @@ def embed_interests(
     Called where interests are written (``digest subscribers add`` / ``edit`` / ``import``, the preferences
     page) and by ``plan`` for whatever is still missing. With an engine, every batch is committed on its
     own; ``progress(n)`` is told after each batch."""
-    with _session_scope(engine_or_session) as session:
+    with session_scope(engine_or_session) as session:
         missing = missing_interest_texts(session, embedder.name, texts, embedder.precision)
     for i in range(0, len(missing), INTEREST_BATCH):
         batch = missing[i : i + INTEREST_BATCH]
         vecs = embedder.encode(batch)
-        with _session_scope(engine_or_session) as session:
+        with session_scope(engine_or_session) as session:
             save_interest_vectors(session, embedder.name, dict(zip(batch, vecs, strict=True)), embedder.precision)
         if progress is not None:
             progress(len(batch))

@@ -10,30 +10,51 @@ whose best sentence scores under ``floor`` (the relevance below which the rankin
 nothing): its match was in the title or the AI keywords, not in a sentence that could be quoted.
 
 Cheap: a paper's abstract is split (pysbd) and its sentences encoded once per model and precision, cached
-in the store (``sentence_embeddings``) and redone only when its title or abstract changes; only papers
-that an interest picked are split at all. Choosing is then one small matrix product per paper for all the
-interests that picked it. The interest vectors come from the interest cache the ranking filled.
+in the store (``sentence_embeddings``) and redone only when its title or abstract changes. That is the
+embed step's work (``embed_sentences``, called by ``pipeline.embed`` with the papers' own vectors): the
+day's planning then only reads the cache. A picked paper found without cached sentences at plan time (one
+stored by an older version, or never through the embed step) is still split and encoded then, counted and
+logged as the exception it is. Choosing is then one small matrix product per paper for all the interests
+that picked it. The interest vectors come from the interest cache the ranking filled.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
+from typing import NamedTuple
 
 import numpy as np
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from digest.bm25 import Lexicon, bm25n
-from digest.embed import Embedder, encode_texts
+from digest.embed import Embedder, session_scope, encode_texts
 from digest.models import Paper, Pick
 from digest.text import trim
-from digest.store.sentences import SentenceVectors, save_sentence_vectors, sentence_vectors
+from digest.store.sentences import (
+    PaperText,
+    SentenceVectors,
+    papers_needing_sentences,
+    save_sentence_vectors,
+    sentence_vectors,
+)
+
+log = logging.getLogger(__name__)
 
 MAX_SENTENCES = 64  # sentences kept per abstract (real abstracts have 5-15)
 MIN_WORDS = 4  # shorter pieces ("2)", "Code:") are never quoted
 EVIDENCE_CHARS = 300  # a longer sentence is quoted cut at a word boundary, with an ellipsis
+# Only this much of an abstract is split: what the source stores at most (huggingface.MAX_ABSTRACT_CHARS).
+# A paper stored before that bound keeps its whole text in the store, but pysbd's time grows with the text.
+SPLIT_CHARS = 10_000
+# Papers whose sentences the embed step encodes, and caches with one bulk insert, together (one commit each
+# with an engine): ~10 sentences a paper.
+SENTENCE_PAPERS_BATCH = 256
 _WORD = re.compile(r"\w+")
 _INTEREST = "interest:"
 _CLOSEST = "closest:"
@@ -44,17 +65,21 @@ _segmenter = None
 
 def split_sentences(abstract: str) -> tuple[str, ...]:
     """The sentences of ``abstract`` that could be quoted: pysbd's boundaries, whitespace collapsed, pieces
-    of fewer than ``MIN_WORDS`` words left out, at most ``MAX_SENTENCES``."""
+    of fewer than ``MIN_WORDS`` words left out, at most ``MAX_SENTENCES``, from its first ``SPLIT_CHARS``
+    characters."""
     import pysbd
 
     global _segmenter
-    text = " ".join(abstract.split())
+    cut = len(abstract) > SPLIT_CHARS
+    text = " ".join(abstract[:SPLIT_CHARS].split())
     if not text:
         return ()
     with _segmenter_lock:  # one Segmenter, not known to be thread-safe
         if _segmenter is None:
             _segmenter = pysbd.Segmenter(language="en", clean=False)
-        pieces = _segmenter.segment(text)
+        pieces = list(_segmenter.segment(text))
+    if cut and len(pieces) > 1:
+        pieces.pop()  # the sentence the cut ran through
     out: list[str] = []
     for piece in pieces:
         s = " ".join(str(piece).split())
@@ -82,28 +107,78 @@ def quote(sentence: str, limit: int = EVIDENCE_CHARS) -> str:
     return trim(sentence, limit)
 
 
-def paper_sentences(session: Session, embedder: Embedder, papers: Iterable[Paper]) -> dict[str, SentenceVectors]:
-    """The sentences and vectors of ``papers``: from the cache when it holds them for the paper's current
-    text, else split and encoded now (one ``encode`` call for all) and cached. Papers without a quotable
-    sentence are absent."""
+def _split_and_encode(embedder: Embedder, papers: Sequence[PaperText]) -> dict[str, SentenceVectors]:
+    """Each paper's sentences (``split_sentences``) and their vectors, in one ``encode`` call for all (the
+    model is loaded only when there is a sentence to encode). A paper without a quotable sentence gets an
+    empty entry: it is cached too, so it is split once."""
+    todo = [(p, split_sentences(p.abstract)) for p in papers]
+    flat = [s for _, sentences in todo for s in sentences]
+    vecs = embedder.encode(flat) if flat else None
+    dim = int(vecs.shape[1]) if vecs is not None else 0
+    out: dict[str, SentenceVectors] = {}
+    i = 0
+    for p, sentences in todo:
+        block = vecs[i : i + len(sentences)] if vecs is not None else np.zeros((0, dim), np.float32)
+        i += len(sentences)
+        out[p.arxiv_id] = SentenceVectors(p.content_hash, sentences, block)
+    return out
+
+
+def embed_sentences(
+    engine_or_session: Engine | Session,
+    embedder: Embedder,
+    arxiv_ids: Iterable[str] | None = None,
+    start: date | None = None,
+    end: date | None = None,
+) -> int:
+    """The embed step's part of the explanations: split the abstracts of the stored papers (by id and/or
+    listing dates ``[start, end]``; all when none given) that have no cached sentences for this embedder's
+    model and precision, or whose title/abstract changed since, and encode their sentences, in batches of
+    ``SENTENCE_PAPERS_BATCH`` papers, each one ``encode`` call and one bulk insert (a row another process
+    wrote first stands). Returns how many sentences were encoded; the model is loaded only when one is.
+
+    With an engine, every batch is committed on its own; with a session, the caller commits."""
+    with session_scope(engine_or_session) as session:
+        todo = papers_needing_sentences(session, embedder.name, embedder.precision, arxiv_ids, start, end)
+    total = 0
+    for i in range(0, len(todo), SENTENCE_PAPERS_BATCH):
+        found = _split_and_encode(embedder, todo[i : i + SENTENCE_PAPERS_BATCH])
+        with session_scope(engine_or_session) as session:
+            save_sentence_vectors(session, embedder.name, embedder.precision, found)
+        total += sum(len(sv.sentences) for sv in found.values())
+        log.info("embedded the sentences of %d/%d papers (%d sentences) with %s",
+                 min(i + SENTENCE_PAPERS_BATCH, len(todo)), len(todo), total, embedder.name)
+    return total
+
+
+class Sentences(NamedTuple):
+    """The sentences of papers (papers without a quotable sentence absent), and how many of them had to be
+    encoded now because the cache did not hold them (0 after the embed step)."""
+
+    by_paper: dict[str, SentenceVectors]
+    encoded: int
+
+
+def paper_sentences(session: Session, embedder: Embedder, papers: Iterable[Paper]) -> Sentences:
+    """The sentences and vectors of ``papers`` from the cache, where it holds them for the paper's current
+    text. The embed step (``embed_sentences``) put them there; a paper it did not reach (stored by an
+    older version, or ranked by ``digest rank`` before any embed step) is split and encoded now (one
+    ``encode`` call for all of them), cached and counted (``Sentences.encoded``; ``pipeline.plan`` warns):
+    correct, but embedding work inside planning."""
     wanted = {p.arxiv_id: p for p in papers}
     cached = sentence_vectors(session, embedder.name, embedder.precision, wanted)
     out = {a: sv for a, sv in cached.items() if sv.content_hash == wanted[a].content_hash}
-    todo = [(p, split_sentences(p.abstract)) for a, p in wanted.items() if a not in out]
-    flat = [s for _, sentences in todo for s in sentences]
-    if not todo:
-        return {a: sv for a, sv in out.items() if sv.sentences}
-    vecs = embedder.encode(flat) if flat else np.zeros((0, 0), np.float32)
-    dim = int(vecs.shape[1]) if flat else embedder.dim
-    new: dict[str, SentenceVectors] = {}
-    i = 0
-    for p, sentences in todo:
-        block = vecs[i : i + len(sentences)] if sentences else np.zeros((0, dim), np.float32)
-        i += len(sentences)
-        new[p.arxiv_id] = SentenceVectors(p.content_hash, sentences, block)
-    save_sentence_vectors(session, embedder.name, embedder.precision, new, dim)  # empty ones too: split once
-    out.update(new)
-    return {a: sv for a, sv in out.items() if sv.sentences}
+    todo = [PaperText(a, p.content_hash, p.abstract) for a, p in wanted.items() if a not in out]
+    encoded = 0
+    if todo:
+        new = _split_and_encode(embedder, todo)
+        save_sentence_vectors(session, embedder.name, embedder.precision, new)
+        encoded = sum(len(sv.sentences) for sv in new.values())
+        log.info("the sentences of %d papers were not cached by the embed step: %d sentences encoded while "
+                 "explaining (%s)", len(todo), encoded, ", ".join(p.arxiv_id for p in todo[:5])
+                 + (", ..." if len(todo) > 5 else ""))
+        out.update(new)
+    return Sentences({a: sv for a, sv in out.items() if sv.sentences}, encoded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,14 +203,14 @@ def best_sentences(sentences: SentenceVectors, interests: Sequence[str], vectors
 
 
 def _choose(session: Session, embedder: Embedder, need: Mapping[str, set[str]], papers: Mapping[str, Paper], *,
-            lexicon: Lexicon | None, lexical_weight: float, floor: float) -> dict[tuple[str, str], str]:
+            lexicon: Lexicon | None, lexical_weight: float, floor: float) -> tuple[dict[tuple[str, str], str], int]:
     """(arXiv id, interest text) -> the sentence quoted beside it, for each pair of ``need`` whose best
-    sentence has a relevance of at least ``floor``."""
+    sentence has a relevance of at least ``floor``; and how many sentences had to be encoded for it."""
     if not need:
-        return {}
+        return {}, 0
     texts = sorted({t for ts in need.values() for t in ts})
     vectors = encode_texts(session, embedder, texts)  # cached when the ranking encoded them
-    sentences = paper_sentences(session, embedder, (papers[a] for a in sorted(need)))
+    sentences, encoded = paper_sentences(session, embedder, (papers[a] for a in sorted(need)))
     chosen: dict[tuple[str, str], str] = {}
     for aid, ts in need.items():
         sv = sentences.get(aid)
@@ -145,7 +220,7 @@ def _choose(session: Session, embedder: Embedder, need: Mapping[str, set[str]], 
         for t, ev in zip(order, best_sentences(sv, order, vectors, lexicon, lexical_weight)):
             if ev.relevance >= floor:
                 chosen[(aid, t)] = quote(ev.sentence)
-    return chosen
+    return chosen, encoded
 
 
 def explain_picks(
@@ -157,9 +232,10 @@ def explain_picks(
     lexicon: Lexicon | None,
     lexical_weight: float,
     floor: float,
-) -> dict[int, list[Pick]]:
+) -> tuple[dict[int, list[Pick]], int]:
     """``picks`` (subscriber id -> picks) with ``evidence`` set where an interest decided the pick and a
-    sentence of the abstract matches it with a relevance of at least ``floor``."""
+    sentence of the abstract matches it with a relevance of at least ``floor``; and how many sentences had
+    to be encoded for it (``paper_sentences``: 0 after the embed step)."""
     need: dict[str, set[str]] = {}
     for ps in picks.values():
         for p in ps:
@@ -167,8 +243,9 @@ def explain_picks(
             if text is not None and p.arxiv_id in papers:
                 need.setdefault(p.arxiv_id, set()).add(text)
     if not need:
-        return {sid: list(ps) for sid, ps in picks.items()}
-    chosen = _choose(session, embedder, need, papers, lexicon=lexicon, lexical_weight=lexical_weight, floor=floor)
+        return {sid: list(ps) for sid, ps in picks.items()}, 0
+    chosen, encoded = _choose(session, embedder, need, papers, lexicon=lexicon, lexical_weight=lexical_weight,
+                              floor=floor)
     out: dict[int, list[Pick]] = {}
     for sid, ps in picks.items():
         row: list[Pick] = []
@@ -177,7 +254,7 @@ def explain_picks(
             ev = chosen.get((p.arxiv_id, text)) if text is not None else None
             row.append(Pick(p.arxiv_id, p.rank, p.score, p.reason, ev) if ev != p.evidence else p)
         out[sid] = row
-    return out
+    return out, encoded
 
 
 def explain_columns(
@@ -190,9 +267,10 @@ def explain_columns(
     lexicon: Lexicon | None,
     lexical_weight: float,
     floor: float,
-) -> list[str | None]:
+) -> tuple[list[str | None], int]:
     """``explain_picks`` for picks as columns (what planning writes): the evidence of each item, aligned
-    with ``arxiv_ids`` and ``reasons``. A reason is read once however many items share it."""
+    with ``arxiv_ids`` and ``reasons``, and how many sentences had to be encoded for it. A reason is read
+    once however many items share it."""
     deciding: dict[str, str | None] = {}
     texts: list[str | None] = []
     need: dict[str, set[str]] = {}
@@ -203,11 +281,12 @@ def explain_columns(
         texts.append(text)
         if text is not None and aid in papers:
             need.setdefault(aid, set()).add(text)
-    chosen = _choose(session, embedder, need, papers, lexicon=lexicon, lexical_weight=lexical_weight, floor=floor)
+    chosen, encoded = _choose(session, embedder, need, papers, lexicon=lexicon, lexical_weight=lexical_weight,
+                              floor=floor)
     if not chosen:
-        return [None] * len(texts)
-    return [chosen.get((aid, t)) if t is not None else None for aid, t in zip(arxiv_ids, texts)]
+        return [None] * len(texts), encoded
+    return [chosen.get((aid, t)) if t is not None else None for aid, t in zip(arxiv_ids, texts)], encoded
 
 
-__all__ = ["EVIDENCE_CHARS", "Evidence", "best_sentences", "deciding_interest", "explain_columns", "explain_picks", "paper_sentences",
-           "quote", "split_sentences"]
+__all__ = ["EVIDENCE_CHARS", "Evidence", "Sentences", "best_sentences", "deciding_interest", "embed_sentences",
+           "explain_columns", "explain_picks", "paper_sentences", "quote", "split_sentences"]

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -63,6 +64,15 @@ def store(engine: Engine, listing: Listing) -> StoreResult:
 # ------------------------------------------------------------------------------------- embed and rank
 
 
+@dataclass(frozen=True, slots=True)
+class EmbedResult:
+    """What the embed step encoded: papers (their own vectors) and the sentences of their abstracts (the
+    explanations' cache, ``digest.explain``)."""
+
+    papers: int
+    sentences: int
+
+
 def embed(
     engine: Engine,
     settings: Settings,
@@ -70,13 +80,18 @@ def embed(
     end: date | None = None,
     arxiv_ids: Sequence[str] | None = None,
     embedder: Embedder | None = None,
-) -> int:
-    """Encode the stored papers (listing dates ``[start, end]`` and/or ``arxiv_ids``; all when none) that
-    have no vector for ``settings.model_name`` or whose title/abstract changed. Returns how many."""
+) -> EmbedResult:
+    """The embed step: encode the stored papers (listing dates ``[start, end]`` and/or ``arxiv_ids``; all
+    when none) that have no vector for ``settings.model_name`` or whose title/abstract changed, and split
+    and encode the sentences of those whose abstracts have none cached (``digest.explain.embed_sentences``),
+    so that planning only reads caches. Each is batched with one bulk insert per batch; only what is
+    missing is encoded, and the model is loaded only then."""
     from digest.embed import Embedder, embed_missing
+    from digest.explain import embed_sentences
 
     embedder = embedder or Embedder.from_settings(settings)
-    return embed_missing(engine, embedder, arxiv_ids, start, end)
+    papers = embed_missing(engine, embedder, arxiv_ids, start, end)
+    return EmbedResult(papers, embed_sentences(engine, embedder, arxiv_ids, start, end))
 
 
 @dataclass(frozen=True)
@@ -174,6 +189,7 @@ class RankResult:
     picks: dict[int, list[Pick]]  # subscriber id -> picks in rank order
     embedded: int  # papers encoded first (missing or changed vectors of the window)
     interests_embedded: int = 0  # interest texts encoded first (not cached yet)
+    sentences_embedded: int = 0  # sentences of picked papers encoded for the explanations (not cached yet)
 
 
 class _DayRanking:
@@ -193,6 +209,7 @@ class _DayRanking:
         start = candidate_start(settings, day)
         self.papers_embedded = embed_missing(engine, self.embedder, None, start, day)
         self.interests_embedded = 0
+        self.sentences_embedded = 0  # the embed step caches them: only papers it did not reach count here
         with self.sessions.begin() as session:  # begin: the lexicon brought up to date is saved
             papers = papers_between(session, start, day)
             vectors = stored_paper_vectors(session, self.embedder, [p.arxiv_id for p in papers])
@@ -227,7 +244,9 @@ class _DayRanking:
         from digest.explain import explain_picks
 
         with self.sessions.begin() as session:
-            return explain_picks(session, self.embedder, picks, self.papers, **self._explaining())
+            explained, encoded = explain_picks(session, self.embedder, picks, self.papers, **self._explaining())
+        self.sentences_embedded += encoded
+        return explained
 
     def explain_columns(self, cols: PickColumns) -> PickColumns:
         """``explain`` for the columns planning writes."""
@@ -236,8 +255,9 @@ class _DayRanking:
         from digest.explain import explain_columns
 
         with self.sessions.begin() as session:
-            evidence = explain_columns(session, self.embedder, cols.arxiv_id, cols.reason, self.papers,
-                                       **self._explaining())
+            evidence, encoded = explain_columns(session, self.embedder, cols.arxiv_id, cols.reason, self.papers,
+                                                **self._explaining())
+        self.sentences_embedded += encoded
         return with_(cols, evidence=evidence)
 
 
@@ -268,7 +288,8 @@ def rank(
     for part in chunks(subs, PLAN_CHUNK):
         picks.update(ranking.chunk(part, exclude or {}, window_start or {}).as_dict())
     picks = ranking.explain(picks)
-    return RankResult(day, subs, picks, ranking.papers_embedded, ranking.interests_embedded)
+    return RankResult(day, subs, picks, ranking.papers_embedded, ranking.interests_embedded,
+                      ranking.sentences_embedded)
 
 
 # ------------------------------------------------------------------------------------- plan and send
@@ -282,6 +303,7 @@ class PlanResult:
     skipped: int
     existing: int
     interests_embedded: int = 0  # interest texts encoded first (not cached when they were written)
+    sentences_embedded: int = 0  # sentences of picked papers the embed step had not cached (logged: the exception)
 
 
 def rank_with_history(
@@ -349,7 +371,13 @@ def plan(engine: Engine, settings: Settings, day: date, *, embedder: Embedder | 
             report = outbox.plan_deliveries(session, day, ranking.explain_columns(result.columns()),
                                             ranked_at=ranked_at)
         planned, skipped, existing = planned + report.planned, skipped + report.skipped, existing + report.existing
-    return PlanResult(day, ranking.papers_embedded, planned, skipped, existing, ranking.interests_embedded)
+    if ranking.sentences_embedded:
+        logging.getLogger(__name__).warning(
+            "plan %s encoded %d sentences of picked papers that the embed step had not cached (papers stored "
+            "by an older version, or planned without the embed step: pipeline.embed)", day,
+            ranking.sentences_embedded)
+    return PlanResult(day, ranking.papers_embedded, planned, skipped, existing, ranking.interests_embedded,
+                      ranking.sentences_embedded)
 
 
 def preview(
@@ -417,7 +445,8 @@ class BackfillDay:
     status: str  # "stored", "skipped (already stored)", "empty"
     fetched: int = 0
     new: int = 0
-    embedded: int = 0
+    embedded: int = 0  # papers
+    sentences: int = 0  # sentences of their abstracts
     previews: int = 0
     planned: int = 0
     sent: int = 0
@@ -454,8 +483,6 @@ def late_listings(engine: Engine, settings: Settings, day: date) -> list[StoreRe
     store what was added after their own run: HF's list for a day keeps growing through the day (an early
     run may even see an empty day), and the catch-up window of the ranking then mails those papers.
     Failures here are logged and skipped: they must not stop today's digest."""
-    import logging
-
     from digest.store.papers import latest_listing_date
 
     with session_factory(engine)() as session:
@@ -496,6 +523,7 @@ class DaySummary:
     papers_new: int = 0
     papers_late: int = 0  # new papers of earlier days, found by re-fetching them
     papers_embedded: int = 0
+    sentences_embedded: int = 0  # of the abstracts, for the explanations (the embed step's, and plan's exceptions)
     interests_embedded: int = 0
     deliveries_planned: int = 0
     deliveries_skipped: int = 0

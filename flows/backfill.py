@@ -1,8 +1,9 @@
 """The operator's backfill over past dates, on the daily flow's own tasks (``flows/daily.py``): each date is
-fetched (throttled), stored and embedded as a day of ``daily-digest`` is; with ``send`` it is planned and
-sent by the same send step, and its summary published as the daily run's. Resumable: a date already
-stored is not fetched again (unless ``refresh``). Embedding is submitted to the flow's task runner (a Dask
-worker with ``DIGEST_TASK_RUNNER=dask``), so it overlaps with fetching the next dates."""
+fetched (throttled), stored and embedded (papers and their abstracts' sentences) as a day of
+``daily-digest`` is; with ``send`` it is planned and sent by the same send step, and its summary published
+as the daily run's. Resumable: a date already stored is not fetched again (unless ``refresh``). Embedding
+is submitted to the flow's task runner (a Dask worker with ``DIGEST_TASK_RUNNER=dask``), so it overlaps
+with fetching the next dates."""
 
 from __future__ import annotations
 
@@ -50,6 +51,8 @@ def _send_day(s: Settings, day: date, r: pipeline.BackfillDay, empty_day: bool =
     planned = plan_deliveries(s, day, empty_day)
     summary = pipeline.DaySummary(day, task_runner=runner_name(), papers_fetched=r.fetched, papers_new=r.new,
                                   papers_embedded=r.embedded + planned.embedded,
+                                  sentences_embedded=r.sentences + planned.sentences_embedded,
+                                  interests_embedded=planned.interests_embedded,
                                   deliveries_planned=planned.planned, deliveries_skipped=planned.skipped)
     add_reports(summary, send_planned(s, day))
     publish(summary)
@@ -66,11 +69,14 @@ def backfill(start: date, end: date, send: bool = False, refresh: bool = False,
     s = get_settings()
     engine = engine_for(s)
     results: list[pipeline.BackfillDay] = []
-    embedding: dict[date, PrefectFuture[int]] = {}
+    embedding: dict[date, PrefectFuture[pipeline.EmbedResult]] = {}
 
     def embedded(r: pipeline.BackfillDay) -> pipeline.BackfillDay:
         future = embedding.pop(r.day, None)
-        return replace(r, embedded=future.result()) if future is not None else r
+        if future is None:
+            return r
+        done = future.result()
+        return replace(r, embedded=done.papers, sentences=done.sentences)
 
     for day in dates_between(start, end):
         if not refresh and pipeline.is_stored(engine, day):
@@ -92,12 +98,12 @@ def backfill(start: date, end: date, send: bool = False, refresh: bool = False,
         results.append(r)
     results = [embedded(r) for r in results]
     for r in results:
-        log.info("%s: %s (%d new, %d embedded, %d previews, %d planned, %d sent)", r.day, r.status, r.new,
-                 r.embedded, r.previews, r.planned, r.sent)
-    rows = "\n".join(f"| {r.day} | {r.status} | {r.fetched} | {r.new} | {r.embedded} | {r.previews} | {r.planned} "
-                     f"| {r.sent} |" for r in results)
+        log.info("%s: %s (%d new, %d embedded, %d sentences, %d previews, %d planned, %d sent)", r.day, r.status,
+                 r.new, r.embedded, r.sentences, r.previews, r.planned, r.sent)
+    rows = "\n".join(f"| {r.day} | {r.status} | {r.fetched} | {r.new} | {r.embedded} | {r.sentences} | {r.previews} "
+                     f"| {r.planned} | {r.sent} |" for r in results)
     create_markdown_artifact(
-        markdown=f"Task runner: {runner_name()}\n\n| date | status | fetched | new | embedded | previews | planned "
-                 "| sent |\n|---|---|---|---|---|---|---|---|\n" + rows,
+        markdown=f"Task runner: {runner_name()}\n\n| date | status | fetched | new | embedded | sentences | previews "
+                 "| planned | sent |\n|---|---|---|---|---|---|---|---|---|\n" + rows,
         key="backfill", description=f"Backfill {start} to {end}")
     return results

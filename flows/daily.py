@@ -1,4 +1,5 @@
-"""The daily digest flow: fetch -> store -> embed -> plan -> send in batches -> summary.
+"""The daily digest flow: fetch -> store -> embed (papers and their abstracts' sentences) -> plan -> send in
+batches -> summary.
 
 Thin: every task calls one function of ``digest``. Tasks work on batches, never one task per mail. The
 send batches are submitted to the flow's task runner (``flows/runners.py``: threads, or a Dask cluster
@@ -59,8 +60,10 @@ def store_late_listings(s: Settings, day: date) -> int:
 
 
 @task(cache_policy=NO_CACHE)
-def embed_papers(s: Settings, day: date) -> int:
-    return pipeline.embed(engine_for(s), s, day, day)
+def embed_papers(s: Settings, day: date, start: date | None = None) -> pipeline.EmbedResult:
+    """The papers listed from ``start`` (default ``day``) to ``day``: their vectors and their abstracts'
+    sentences, where missing (the plan then only reads caches)."""
+    return pipeline.embed(engine_for(s), s, start or day, day)
 
 
 @task(cache_policy=NO_CACHE)
@@ -209,9 +212,12 @@ def daily_digest(day: date | None = None, listing_file: str | None = None,
         summary.papers_fetched, summary.papers_new = stored.fetched, stored.report.new
     if listing_file is None:
         summary.papers_late = store_late_listings(s, day)
-    summary.papers_embedded = embed_papers(s, day)
+    # The whole window the ranking reads (the longest cadence's): the day's papers, the late ones just
+    # stored for earlier days, and any an older version stored without sentences.
+    embedded = embed_papers(s, day, pipeline.candidate_start(s, day))
     planned = plan_deliveries(s, day, empty)  # an empty day: only the weekly digests due
-    summary.papers_embedded += planned.embedded
+    summary.papers_embedded = embedded.papers + planned.embedded
+    summary.sentences_embedded = embedded.sentences + planned.sentences_embedded
     summary.interests_embedded = planned.interests_embedded
     summary.deliveries_planned, summary.deliveries_skipped = planned.planned, planned.skipped
     if send:

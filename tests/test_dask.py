@@ -65,7 +65,7 @@ def test_backfill_embeds_on_a_local_dask_cluster(prefect_harness: None, monkeypa
     the flow fetches the next date; every stored paper gets its vector."""
     from sqlalchemy import func, select
 
-    from digest.store.tables import PaperEmbeddingRow
+    from digest.store.tables import PaperEmbeddingRow, PaperRow, SentenceEmbeddingRow
 
     days = [date(2025, 6, 19), date(2025, 6, 20)]
     chunks = {days[0].isoformat(): SOURCE[:3], days[1].isoformat(): SOURCE[3:5]}
@@ -83,4 +83,8 @@ def test_backfill_embeds_on_a_local_dask_cluster(prefect_harness: None, monkeypa
     engine = pipeline.open_store(Settings())
     with session_factory(engine)() as sess:
         assert sess.scalar(select(func.count()).select_from(PaperEmbeddingRow)) == 5
+        sentences = {d: sum(len(ss) for ss in sess.scalars(
+            select(SentenceEmbeddingRow.sentences).join(PaperRow, PaperRow.arxiv_id == SentenceEmbeddingRow.arxiv_id)
+            .where(PaperRow.listing_date == d))) for d in days}
+    assert [r.sentences for r in results] == [sentences[d] for d in days] and all(sentences.values())
     engine.dispose()

@@ -61,7 +61,7 @@ MEASURE = textwrap.dedent("""
     old = Paper("2506.99999", "Old huge paper", "words " * (mb * 1024 * 1024 // 6), ("A",), date(2025, 6, 5))
     with session_factory(engine).begin() as session:
         upsert_papers(session, [old])
-    embedded = pipeline.embed(engine, s)
+    embedded = pipeline.embed(engine, s).papers  # and the sentences: only the first SPLIT_CHARS are split
     with session_factory(engine)() as session:
         lengths = {k: len(p.abstract) for k, p in papers_by_ids(session, [listing.papers[0].arxiv_id]).items()}
     print(json.dumps({"embedded": embedded, "stored_abstract_chars": lengths,

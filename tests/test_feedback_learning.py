@@ -46,12 +46,14 @@ def embedder() -> Embedder:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[tuple[Engine, Settings]]:
     """Both listings stored and embedded once for the module; each test adds its own subscribers."""
+    from digest.embed import embed_missing
+
     folder: Path = tmp_path_factory.mktemp("feedback")
     settings = bare_settings(database_url=f"sqlite:///{folder / 'digest.db'}")
     engine = pipeline.open_store(settings)
     for f in (VOTE_DAY, NEXT_DAY):
         pipeline.store(engine, load_listing_file(f))
-    pipeline.embed(engine, settings, embedder=embedder)
+    embed_missing(engine, embedder)  # the papers' vectors only: the few picked papers' sentences are encoded as needed
     yield engine, settings
     engine.dispose()
 

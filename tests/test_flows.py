@@ -17,7 +17,7 @@ from digest import pipeline
 from digest.config import Settings
 from digest.store import session_factory
 from digest.store.subscribers import add_subscriber
-from digest.store.tables import Base, DeliveryItemRow, DeliveryRow, PaperRow
+from digest.store.tables import Base, DeliveryItemRow, DeliveryRow, PaperRow, SentenceEmbeddingRow
 
 from .builders import API_2025_06_05, SECRET, Answer, HfScript, Query, bare_settings, items_for
 from .smtp_server import SmtpTestServer
@@ -67,9 +67,16 @@ def test_daily_digest_sends_once_per_subscriber(prefect_harness: None, env: Flow
     env.hf.answers["/api/daily_papers"] = [(200, {}, items_for(day, SOURCE))]
     summary = daily_digest(day=day)
     assert (summary.papers_fetched, summary.papers_new, summary.deliveries_planned, summary.sent) == (30, 30, 2, 2)
+    # The embed step split every paper of the day (planning alone splits only what an interest picked), and
+    # the summary counts those sentences with the papers.
+    with session_factory(env.engine)() as sess:
+        cached = [len(ss) for ss in sess.scalars(select(SentenceEmbeddingRow.sentences))]
+    assert len(cached) == 30 and summary.papers_embedded == 30 and summary.sentences_embedded == sum(cached) > 0
+    assert "| sentences embedded |" in summary.markdown()
     assert sorted(m.rcpt for m in env.smtp.messages) == ["ada@example.org", "alan@example.org"]
     again = daily_digest(day=day)
     assert (again.papers_new, again.deliveries_planned, again.sent) == (0, 0, 0)
+    assert (again.papers_embedded, again.sentences_embedded, again.interests_embedded) == (0, 0, 0)
     assert len(env.smtp.messages) == 2
 
 

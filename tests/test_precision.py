@@ -75,7 +75,7 @@ def test_migration_0006_keeps_old_vectors_as_fp32(db_url: str) -> None:
 def test_bf16_run_reencodes_and_ranks_like_fp32(settings: Settings) -> None:
     """Switching bf16 on re-encodes every paper (nothing fp32 is read for it); on the real listing the
     top-10 of every test interest is the same set as in fp32 (orders may swap near-ties: see the setting)."""
-    from digest.embed import Embedder, stored_paper_vectors
+    from digest.embed import Embedder, embed_missing, stored_paper_vectors
     from digest.profiles import build_profiles
     from digest.rank import PaperMatrix, rank_subscribers
     from digest.models import Subscriber
@@ -85,9 +85,9 @@ def test_bf16_run_reencodes_and_ranks_like_fp32(settings: Settings) -> None:
     pipeline.store(engine, listing)
     fp32, bf16 = Embedder(), Embedder(bf16=True)
     assert (fp32.precision, bf16.precision) == (FP32, BF16)
-    assert pipeline.embed(engine, settings, embedder=fp32) == len(listing.papers)
-    assert pipeline.embed(engine, settings, embedder=bf16) == len(listing.papers)
-    assert pipeline.embed(engine, settings, embedder=bf16) == 0
+    assert embed_missing(engine, fp32) == len(listing.papers)
+    assert embed_missing(engine, bf16) == len(listing.papers)
+    assert embed_missing(engine, bf16) == 0
     interests = ["GUI agents", "text-to-image diffusion", "speech", "video generation", "reinforcement learning",
                  "3D worlds", "document parsing", "LLM reasoning", "robotics", "multimodal benchmarks"]
     subs = [Subscriber(f"s{i}@example.org", id=i + 1, interests=(t,)) for i, t in enumerate(interests)]

@@ -17,6 +17,7 @@ from digest import pipeline
 from digest.config import Settings
 from digest.models import Paper, Pick, PickColumns, Subscriber
 from digest.rank import PaperMatrix, Profile, RankParams, rank_subscribers
+from digest.explain import split_sentences
 from digest.sources.huggingface import load_listing_file
 from digest.store import create_db_engine, session_factory, upgrade
 from digest.store.db import current_revision
@@ -281,14 +282,16 @@ def test_embed_once_rerun_zero_and_changed_abstract(settings: Settings, embedder
     engine = pipeline.open_store(settings)
     listing = load_listing_file(SMALL)
     pipeline.store(engine, listing)
-    assert pipeline.embed(engine, settings, embedder=embedder) == 2
-    assert pipeline.embed(engine, settings, embedder=embedder) == 0
+    first = pipeline.embed(engine, settings, embedder=embedder)
+    assert first.papers == 2 and first.sentences == sum(len(split_sentences(p.abstract)) for p in listing.papers)
+    assert pipeline.embed(engine, settings, embedder=embedder) == pipeline.EmbedResult(0, 0)
     changed = dataclasses.replace(listing.papers[0], abstract="We revise the abstract: " + listing.papers[0].abstract[:300])
     with session_factory(engine).begin() as session:
         before = paper_vectors(session, embedder.name, [changed.arxiv_id])[changed.arxiv_id]
         upsert_papers(session, [changed, listing.papers[1]])
-    assert pipeline.embed(engine, settings, embedder=embedder) == 1
-    assert pipeline.embed(engine, settings, embedder=embedder) == 0
+    again = pipeline.embed(engine, settings, embedder=embedder)  # the changed paper, vector and sentences
+    assert again == pipeline.EmbedResult(1, len(split_sentences(changed.abstract)))
+    assert pipeline.embed(engine, settings, embedder=embedder) == pipeline.EmbedResult(0, 0)
     with session_factory(engine)() as session:
         after = paper_vectors(session, embedder.name, [changed.arxiv_id])[changed.arxiv_id]
     assert not np.allclose(before, after)

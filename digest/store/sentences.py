@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from digest.store.bulk import insert_ignoring_conflicts
-from digest.store.tables import SentenceEmbeddingRow, utcnow
+from digest.store.tables import PaperRow, SentenceEmbeddingRow, utcnow
 
 _CHUNK = 500
 
@@ -50,9 +51,42 @@ def sentence_vectors(session: Session, model: str, precision: str, arxiv_ids: It
     return out
 
 
-def save_sentence_vectors(session: Session, model: str, precision: str, found: Mapping[str, SentenceVectors],
-                          dim: int) -> None:
-    """Insert or replace the cached sentences of the papers in ``found`` (by arXiv id)."""
+@dataclass(frozen=True, slots=True)
+class PaperText:
+    """What splitting a paper's abstract needs: its id, the content hash its sentences are valid for, and
+    the abstract."""
+
+    arxiv_id: str
+    content_hash: str
+    abstract: str
+
+
+def papers_needing_sentences(session: Session, model: str, precision: str, arxiv_ids: Iterable[str] | None = None,
+                             start: date | None = None, end: date | None = None) -> list[PaperText]:
+    """Papers (of ``arxiv_ids`` and/or the listing dates ``[start, end]``; all when none given) whose
+    sentences have no cached row for ``model`` at ``precision``, or one computed from another title or
+    abstract (content hash differs). By arXiv id."""
+    sent = SentenceEmbeddingRow
+    q = (
+        select(PaperRow.arxiv_id, PaperRow.content_hash, PaperRow.abstract)
+        .outerjoin(sent, and_(sent.arxiv_id == PaperRow.arxiv_id, sent.model == model, sent.precision == precision))
+        .where(or_(sent.arxiv_id.is_(None), sent.content_hash != PaperRow.content_hash))
+        .order_by(PaperRow.arxiv_id)
+    )
+    if start is not None:
+        q = q.where(PaperRow.listing_date >= start)
+    if end is not None:
+        q = q.where(PaperRow.listing_date <= end)
+    if arxiv_ids is None:
+        return [PaperText(*r) for r in session.execute(q)]
+    ids = list(dict.fromkeys(arxiv_ids))
+    return [PaperText(*r) for i in range(0, len(ids), _CHUNK)
+            for r in session.execute(q.where(PaperRow.arxiv_id.in_(ids[i : i + _CHUNK])))]
+
+
+def save_sentence_vectors(session: Session, model: str, precision: str, found: Mapping[str, SentenceVectors]) -> None:
+    """Insert or replace the cached sentences of the papers in ``found`` (by arXiv id). A paper without a
+    quotable sentence is cached too (split once), with the width of its empty matrix."""
     ids: Sequence[str] = list(found)
     existing = {
         r.arxiv_id: r
@@ -65,6 +99,7 @@ def save_sentence_vectors(session: Session, model: str, precision: str, found: M
     new: list[dict[str, object]] = []
     for aid, sv in found.items():
         data = np.ascontiguousarray(sv.vectors, dtype="<f4").tobytes()
+        dim = int(sv.vectors.shape[1]) if sv.vectors.ndim == 2 else 0
         row = existing.get(aid)
         if row is None:
             new.append({"arxiv_id": aid, "model": model, "precision": precision, "content_hash": sv.content_hash,
