@@ -20,11 +20,24 @@ Semantics (what ``rank_subscribers`` documents):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 from numba import njit
 
 
-@njit(cache=True, nogil=True, boundscheck=False)
+def _compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` compiled, its machine code cached on disk (next to this module, else the user's cache
+    directory); where neither is writable (a read-only install under a user without a home), compiled
+    in each process instead (about a second, once)."""
+    try:
+        return njit(cache=True, nogil=True, boundscheck=False)(fn)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return njit(nogil=True, boundscheck=False)(fn)
+
+
+@_compiled
 def select_mmr(
     rel: np.ndarray,  # (B, n) float32 relevance
     base: np.ndarray,  # (n,) float32 the papers' trending + rising + freshness part of the score
