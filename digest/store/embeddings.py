@@ -8,9 +8,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
+from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Row, Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from digest.store.bulk import IN_CHUNK, chunks, insert_ignoring_conflicts
@@ -36,6 +37,37 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def stale_papers(
+    session: Session,
+    what: Select[Any],
+    cache: Any,
+    model: str,
+    precision: str,
+    arxiv_ids: Iterable[str] | None = None,
+    start: date | None = None,
+    end: date | None = None,
+) -> list[Row[Any]]:
+    """The rows of ``what`` (a select over ``PaperRow``) for the papers (of ``arxiv_ids`` and/or the listing
+    dates ``[start, end]``; all when none given) with no row of the per-paper cache table ``cache`` (keyed
+    by arxiv_id, model, precision; valid for a content_hash) for ``model`` at ``precision``, or one computed
+    from another title/abstract (content hash differs). By arXiv id; ``IN`` lists in chunks."""
+    q = (
+        what.outerjoin(cache, and_(cache.arxiv_id == PaperRow.arxiv_id, cache.model == model,
+                                   cache.precision == precision))
+        .where(or_(cache.arxiv_id.is_(None), cache.content_hash != PaperRow.content_hash))
+        .order_by(PaperRow.arxiv_id)
+    )
+    if start is not None:
+        q = q.where(PaperRow.listing_date >= start)
+    if end is not None:
+        q = q.where(PaperRow.listing_date <= end)
+    if arxiv_ids is None:
+        return list(session.execute(q))
+    ids = list(dict.fromkeys(arxiv_ids))
+    return [r for i in range(0, len(ids), _CHUNK)
+            for r in session.execute(q.where(PaperRow.arxiv_id.in_(ids[i : i + _CHUNK])))]
+
+
 def papers_needing_embedding(
     session: Session,
     model: str,
@@ -46,24 +78,8 @@ def papers_needing_embedding(
 ) -> list[PaperRow]:
     """Papers (of ``arxiv_ids`` and/or the listing dates ``[start, end]``) with no vector for ``model`` at
     ``precision``, or whose vector was computed from another title/abstract (content hash differs)."""
-    emb = PaperEmbeddingRow
-    q = (
-        select(PaperRow)
-        .outerjoin(emb, and_(emb.arxiv_id == PaperRow.arxiv_id, emb.model == model, emb.precision == precision))
-        .where(or_(emb.arxiv_id.is_(None), emb.content_hash != PaperRow.content_hash))
-        .order_by(PaperRow.arxiv_id)
-    )
-    if start is not None:
-        q = q.where(PaperRow.listing_date >= start)
-    if end is not None:
-        q = q.where(PaperRow.listing_date <= end)
-    if arxiv_ids is None:
-        return list(session.scalars(q))
-    ids = list(dict.fromkeys(arxiv_ids))
-    out: list[PaperRow] = []
-    for i in range(0, len(ids), _CHUNK):
-        out.extend(session.scalars(q.where(PaperRow.arxiv_id.in_(ids[i : i + _CHUNK]))))
-    return out
+    rows = stale_papers(session, select(PaperRow), PaperEmbeddingRow, model, precision, arxiv_ids, start, end)
+    return [r[0] for r in rows]
 
 
 def save_paper_vectors(

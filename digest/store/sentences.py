@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from digest.store.bulk import insert_ignoring_conflicts
+from digest.store.embeddings import stale_papers
 from digest.store.tables import PaperRow, SentenceEmbeddingRow, utcnow
 
 _CHUNK = 500
@@ -66,22 +67,9 @@ def papers_needing_sentences(session: Session, model: str, precision: str, arxiv
     """Papers (of ``arxiv_ids`` and/or the listing dates ``[start, end]``; all when none given) whose
     sentences have no cached row for ``model`` at ``precision``, or one computed from another title or
     abstract (content hash differs). By arXiv id."""
-    sent = SentenceEmbeddingRow
-    q = (
-        select(PaperRow.arxiv_id, PaperRow.content_hash, PaperRow.abstract)
-        .outerjoin(sent, and_(sent.arxiv_id == PaperRow.arxiv_id, sent.model == model, sent.precision == precision))
-        .where(or_(sent.arxiv_id.is_(None), sent.content_hash != PaperRow.content_hash))
-        .order_by(PaperRow.arxiv_id)
-    )
-    if start is not None:
-        q = q.where(PaperRow.listing_date >= start)
-    if end is not None:
-        q = q.where(PaperRow.listing_date <= end)
-    if arxiv_ids is None:
-        return [PaperText(*r) for r in session.execute(q)]
-    ids = list(dict.fromkeys(arxiv_ids))
-    return [PaperText(*r) for i in range(0, len(ids), _CHUNK)
-            for r in session.execute(q.where(PaperRow.arxiv_id.in_(ids[i : i + _CHUNK])))]
+    what = select(PaperRow.arxiv_id, PaperRow.content_hash, PaperRow.abstract)
+    rows = stale_papers(session, what, SentenceEmbeddingRow, model, precision, arxiv_ids, start, end)
+    return [PaperText(*r) for r in rows]
 
 
 def save_sentence_vectors(session: Session, model: str, precision: str, found: Mapping[str, SentenceVectors]) -> None:
