@@ -6,6 +6,7 @@ import threading
 from datetime import date, timedelta
 
 import pytest
+from sqlalchemy import event
 
 from digest.config import Settings
 from digest.store import session_factory
@@ -54,6 +55,33 @@ def test_concurrent_claims_never_share_a_row(settings: Settings) -> None:
         t.join()
     everything = [d for part in claimed for d in part]
     assert len(everything) == 40 and len(set(everything)) == 40
+
+
+def test_waiting_rows_claimed_by_another_sender_meanwhile_are_none_left(settings: Settings) -> None:
+    """``waiting`` counts the rows, then reads the first one due: a sender in another process may claim the
+    last of them between the two statements (PostgreSQL: each statement sees what is committed). Then none
+    is waiting; before, the second read raised NoResultFound and killed a two-sender run."""
+    readers = readers_with_picks(settings, 3)
+    engine = readers.engine
+    with session_factory(engine).begin() as s:
+        outbox.plan_deliveries(s, DAY, readers.picks)
+    claimed: list[int] = []
+
+    def claim_all_after_the_count(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        if "count(" in statement.lower() and not claimed:
+            with session_factory(engine).begin() as other:
+                claimed.extend(c.delivery_id for c in outbox.claim_batch(other, DAY, 10))
+
+    event.listen(engine, "after_cursor_execute", claim_all_after_the_count)
+    try:
+        with session_factory(engine).begin() as s:
+            w = outbox.waiting(s, DAY)
+    finally:
+        event.remove(engine, "after_cursor_execute", claim_all_after_the_count)
+    assert len(claimed) == 3
+    assert w == outbox.Waiting(0, None, None)  # the second read saw the claim: nothing waits
+    with session_factory(engine).begin() as s:
+        assert outbox.waiting(s, DAY) == outbox.Waiting(0, None, None)
 
 
 def test_expired_lease_is_released_and_counted(settings: Settings) -> None:

@@ -361,7 +361,9 @@ def waiting(session: Session, digest_date: date | None, kind: DeliveryKind = Del
     first = session.execute(
         select(DeliveryRow.next_attempt_at, DeliveryRow.last_error).where(*where)
         .order_by(DeliveryRow.next_attempt_at.is_not(None), DeliveryRow.next_attempt_at).limit(1)
-    ).one()
+    ).first()
+    if first is None:  # another sender claimed the last of them between the two statements
+        return Waiting(0, None, None)
     return Waiting(count, first[0] or utcnow(), first[1])
 
 
