@@ -28,6 +28,8 @@ if TYPE_CHECKING:  # heavy imports (torch) only when embedding
     from digest.embed import Embedder
     from digest.rank import RankParams, Ranking
 
+log = logging.getLogger(__name__)
+
 
 def open_store(settings: Settings, migrate: bool = True) -> Engine:
     """The engine for ``settings.database_url``, migrated to the newest schema."""
@@ -372,7 +374,7 @@ def plan(engine: Engine, settings: Settings, day: date, *, embedder: Embedder | 
                                             ranked_at=ranked_at)
         planned, skipped, existing = planned + report.planned, skipped + report.skipped, existing + report.existing
     if ranking.sentences_embedded:
-        logging.getLogger(__name__).warning(
+        log.warning(
             "plan %s encoded %d sentences of picked papers that the embed step had not cached (papers stored "
             "by an older version, or planned without the embed step: pipeline.embed)", day,
             ranking.sentences_embedded)
@@ -492,7 +494,7 @@ def late_listings(engine: Engine, settings: Settings, day: date) -> list[StoreRe
         try:
             listing = fetch(settings, d)
         except Exception as e:  # noqa: BLE001 - best effort, today's listing is what must not fail
-            logging.getLogger(__name__).warning("re-fetch of %s failed: %s", d, e)
+            log.warning("re-fetch of %s failed: %s", d, e)
             continue
         if not listing.is_empty:
             results.append(store(engine, listing))
